@@ -1,0 +1,131 @@
+"""Selecting the active tenant: ``tenant()`` as context manager and decorator.
+
+The active tenant lives in a ``contextvars.ContextVar`` created once per router (the
+default router's at import, i.e. module scope), so threads and asyncio tasks each see
+their own value and tasks inherit their creator's. Entering sets it, leaving resets
+it with the token from ``set()`` in a ``finally``, so nesting and exceptions restore
+exactly the previous tenant.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+from collections.abc import Callable
+from contextvars import Token
+from types import TracebackType
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+__all__ = ["Activator", "TenantContext", "copy_tenant_context"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Activator(Protocol):
+    """What a :class:`TenantContext` needs from a router."""
+
+    def activate(self, name: str | None) -> Token[Any]:
+        """Make ``name`` the active tenant; raise ``UnknownTenantError`` if unknown."""
+        ...
+
+
+class TenantContext:
+    """Run a block or a function with a tenant active.
+
+    Constructing it never looks the name up, so ``@tenant("acme")`` can decorate a
+    function before "acme" is registered; the name is checked each time the block is
+    entered. One instance may be nested or re-entered; as a decorator it is safe to
+    call from many threads and tasks at once (each call keeps its own token).
+
+    Example::
+
+        with tenant("acme"):
+            POPOTO_REDIS_DB.set("k", "v")       # goes to acme's server
+
+        @tenant("acme")
+        async def job() -> None:
+            await POPOTO_ASYNC_REDIS_DB.get("k")
+    """
+
+    __slots__ = ("_router", "_tokens", "name")
+
+    def __init__(self, router: Activator, name: str | None) -> None:
+        self._router = router
+        self.name = name
+        self._tokens: list[Token[Any]] = []
+
+    def __repr__(self) -> str:
+        return f"tenant({self.name!r})"
+
+    def __enter__(self) -> TenantContext:
+        self._tokens.append(self._router.activate(self.name))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        token = self._tokens.pop()
+        token.var.reset(token)
+
+    async def __aenter__(self) -> TenantContext:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        """Decorate a sync or async function so every call runs under this tenant."""
+        activate = self._router.activate
+        name = self.name
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+                token = activate(name)
+                try:
+                    return await func(*args, **kwargs)
+                finally:
+                    token.var.reset(token)
+
+            return run_async  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            token = activate(name)
+            try:
+                return func(*args, **kwargs)
+            finally:
+                token.var.reset(token)
+
+        return run
+
+
+def copy_tenant_context(func: Callable[P, R]) -> Callable[P, R]:
+    """Bind ``func`` to the current context (active tenant included) for another thread.
+
+    ``ThreadPoolExecutor`` and ``loop.run_in_executor`` do not carry context
+    variables into their worker threads; wrap the callable at submit time::
+
+        with tenant("acme"):
+            pool.submit(copy_tenant_context(work), arg)   # work() runs as "acme"
+
+    Each call runs in its own copy of the captured context, so the wrapped callable
+    may run in several threads at once.
+    """
+    captured = contextvars.copy_context()
+
+    @functools.wraps(func)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        return captured.copy().run(func, *args, **kwargs)
+
+    return run

@@ -1,0 +1,79 @@
+"""Everything redis-tenancy raises, rooted in ``PopotoException``.
+
+Code written against ``popoto.redis_db`` catches ``PopotoException``; keeping it as
+the single root means a port to redis-tenancy never lets a new error slip past an
+existing ``except`` block. Each subclass also derives from the builtin that best
+describes it, so ``except TypeError`` / ``except ValueError`` keep working too::
+
+    PopotoException                     (Exception; logs its message at ERROR)
+    ├── TenantConfigError               (ValueError) bad settings, URL or keyword
+    │   └── InvalidTenantNameError      (TypeError)  a name that is not a str
+    ├── UnknownTenantError              a name nobody registered
+    ├── NoActiveTenantError             (RuntimeError) strict mode, outside tenant()
+    └── NoEventLoopError                (RuntimeError) async proxy without a running loop
+
+Errors that Redis itself returns (``redis.exceptions.*``) pass through untouched.
+Messages are built from redacted values only: no password or token ever reaches
+the log line this class writes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+__all__ = [
+    "InvalidTenantNameError",
+    "NoActiveTenantError",
+    "NoEventLoopError",
+    "PopotoException",
+    "TenantConfigError",
+    "UnknownTenantError",
+]
+
+#: The logger name Popoto uses; keeping it lets existing logging config apply unchanged.
+logger = logging.getLogger("POPOTO-REDIS_DB")
+
+
+class PopotoException(Exception):
+    """Base of every error the library raises; logs its message when created.
+
+    As in Popoto, the message is logged at ERROR on creation so callers need no
+    separate log call when they catch and re-raise.
+
+    Attributes:
+        message: human-readable, already redacted description.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        logger.error(message)
+
+
+class TenantConfigError(PopotoException, ValueError):
+    """Settings that cannot make a working client: bad URL, keyword, type or value."""
+
+
+class InvalidTenantNameError(TenantConfigError, TypeError):
+    """A tenant name that is neither a ``str`` nor ``None``."""
+
+
+class UnknownTenantError(PopotoException):
+    """A tenant name that is not registered (or was removed)."""
+
+    def __init__(self, name: str, known: int | None = None) -> None:
+        hint = (
+            "register it first with set_REDIS_DB_settings(name, url=...) "
+            "or Router.register(name, ...)"
+        )
+        count = "" if known is None else f" ({known} tenants registered)"
+        super().__init__(f"unknown tenant {name!r}{count}: {hint}")
+        self.name = name
+
+
+class NoActiveTenantError(PopotoException, RuntimeError):
+    """Strict mode: a connection was used outside any ``with tenant(...)`` block."""
+
+
+class NoEventLoopError(PopotoException, RuntimeError):
+    """The async proxy was used where no event loop is running."""

@@ -1,0 +1,186 @@
+"""The proxies behind ``POPOTO_REDIS_DB`` and ``POPOTO_ASYNC_REDIS_DB``.
+
+A proxy is an instance of a subclass of ``redis.Redis`` (or ``redis.asyncio.Redis``)
+that never runs the client's ``__init__``: ``isinstance`` checks and IDE completion
+see a real client type, while every attribute access goes through
+``__getattribute__`` to the active tenant's concrete client. Nothing is cached on the
+proxy, so a patch applied to a concrete client, or a tenant replaced mid-block, is
+seen on the very next access.
+
+The hot path is one ``ContextVar.get()``, one slot read and one ``getattr``; the
+router's ContextVar and the helpers are bound as default arguments when the class is
+made (once per router), so the path never branches on configuration. Resolution
+failures come back as :class:`Unresolved`; for dunder names they become a quiet
+``AttributeError`` so that introspection (pytest's ``__test__``, ``inspect``'s
+``__wrapped__``, ``isinstance``'s ``__class__``) never sees a ``LookupError`` or an
+error log line.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+import redis
+import redis.asyncio
+
+from ._errors import PopotoException
+from ._tenant import StrictSlot, Tenant, Unresolved
+
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = ["ProxyHost", "make_async_proxy", "make_sync_proxy"]
+
+
+class ProxyHost(Protocol):
+    """What a proxy needs from its router."""
+
+    @property
+    def var(self) -> ContextVar[Tenant | StrictSlot]:
+        """The router's active-tenant ContextVar."""
+        ...
+
+    def describe_active(self) -> str:
+        """A safe, redacted one-line description of the active tenant."""
+        ...
+
+
+def _failure(name: str, exc: Unresolved) -> Exception:
+    if name[:2] == "__" and name[-2:] == "__":
+        return AttributeError(f"{name}: the proxy cannot resolve a client here")
+    return exc.public()
+
+
+def _concrete(resolve: Callable[[], Any]) -> Any:
+    try:
+        return resolve()
+    except Unresolved as exc:
+        raise exc.public() from None
+
+
+def _safe_repr(kind: str, host: ProxyHost) -> str:
+    try:
+        return f"<{kind} proxy {host.describe_active()}>"
+    except Exception:  # repr must never raise, whatever state the router is in
+        return f"<{kind} proxy (unresolvable)>"
+
+
+def make_sync_proxy(host: ProxyHost) -> redis.Redis:
+    """Build the ``redis.Redis``-typed proxy over ``host``'s active tenant."""
+    get = host.var.get
+
+    def resolve() -> redis.Redis:
+        return get().client
+
+    def __getattribute__(  # noqa: N807
+        self: object, name: str, _get: Any = get, _getattr: Any = getattr
+    ) -> Any:
+        try:
+            return _getattr(_get().client, name)
+        except Unresolved as exc:
+            raise _failure(name, exc) from None
+
+    def __setattr__(self: object, name: str, value: Any) -> None:  # noqa: N807
+        setattr(_concrete(resolve), name, value)
+
+    def __delattr__(self: object, name: str) -> None:  # noqa: N807
+        delattr(_concrete(resolve), name)
+
+    def __dir__(self: object) -> list[str]:  # noqa: N807
+        try:
+            return dir(resolve())
+        except Unresolved:
+            return dir(redis.Redis)
+
+    cls = type(
+        "TenantRedisProxy",
+        (redis.Redis,),
+        {
+            "__slots__": (),
+            "__module__": __name__,
+            "__doc__": "Proxy resolving to the active tenant's redis.Redis on every access.",
+            "__getattribute__": __getattribute__,
+            "__setattr__": __setattr__,
+            "__delattr__": __delattr__,
+            "__dir__": __dir__,
+            "__repr__": lambda self: _safe_repr("redis.Redis", host),
+            "__del__": lambda self: None,
+        },
+    )
+    return cast(redis.Redis, object.__new__(cls))
+
+
+def make_async_proxy(host: ProxyHost) -> redis.asyncio.Redis:
+    """Build the ``redis.asyncio.Redis``-typed proxy over ``host``'s active tenant.
+
+    The running loop is found without ``asyncio.get_running_loop()`` on the hot path
+    (it costs a ``getpid()`` system call on 3.11): each tenant remembers, per thread,
+    the loop it last served there, and the entry is trusted only while that loop is
+    running in this thread (``loop._thread_id``). A thread runs at most one loop at a
+    time, so that check is exact; anything else takes the slow path.
+    """
+    get = host.var.get
+    ident_of = threading.get_ident
+
+    def resolve() -> redis.asyncio.Redis:
+        return get().async_client()
+
+    def __getattribute__(  # noqa: N807
+        self: object,
+        name: str,
+        _get: Any = get,
+        _ident: Any = ident_of,
+        _getattr: Any = getattr,
+    ) -> Any:
+        ident = _ident()
+        slot = _get()
+        try:
+            entry = slot.athreads[ident]
+        except KeyError:
+            pass
+        else:
+            loop: asyncio.AbstractEventLoop = entry.loop
+            if loop._thread_id == ident:  # type: ignore[attr-defined]
+                return _getattr(entry.client, name)
+        try:
+            return _getattr(slot.async_client(), name)
+        except Unresolved as exc:
+            raise _failure(name, exc) from None
+
+    def __setattr__(self: object, name: str, value: Any) -> None:  # noqa: N807
+        setattr(_concrete(resolve), name, value)
+
+    def __delattr__(self: object, name: str) -> None:  # noqa: N807
+        delattr(_concrete(resolve), name)
+
+    def __dir__(self: object) -> list[str]:  # noqa: N807
+        try:
+            return dir(resolve())
+        except Unresolved:
+            return dir(redis.asyncio.Redis)
+
+    cls = type(
+        "TenantAsyncRedisProxy",
+        (redis.asyncio.Redis,),
+        {
+            "__slots__": (),
+            "__module__": __name__,
+            "__doc__": "Proxy resolving to the active tenant's redis.asyncio.Redis "
+            "for the running event loop on every access.",
+            "__getattribute__": __getattribute__,
+            "__setattr__": __setattr__,
+            "__delattr__": __delattr__,
+            "__dir__": __dir__,
+            "__repr__": lambda self: _safe_repr("redis.asyncio.Redis", host),
+            "__del__": lambda self: None,
+        },
+    )
+    return cast(redis.asyncio.Redis, object.__new__(cls))
+
+
+def unresolved_to_public(exc: Unresolved) -> PopotoException:
+    """The public, logged error for an internal resolution failure."""
+    return exc.public()

@@ -1,0 +1,285 @@
+"""The registry of tenants and the entry points that act on the active one.
+
+A :class:`Router` maps tenant names to :class:`~redis_tenancy._tenant.Tenant`
+objects and owns the ContextVar that says which one is active. Registration
+validates first and swaps second, under one lock, so readers never see a half-made
+tenant and a failed call changes nothing. Reads take no lock: they go through the
+ContextVar to the tenant object and its already-built client.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar, Token
+from typing import Any
+
+import redis
+import redis.asyncio
+import redis.asyncio.retry
+
+from ._context import TenantContext
+from ._errors import UnknownTenantError
+from ._proxy import make_async_proxy, make_sync_proxy
+from ._settings import (
+    FALLBACK_URL,
+    TenantSettings,
+    check_name,
+    default_tenant_name,
+    normalize_kwargs,
+    parse_settings,
+)
+from ._tenant import StrictSlot, Tenant, Unresolved
+
+__all__ = ["Router"]
+
+logger = logging.getLogger("POPOTO-REDIS_DB")
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+
+
+class Router:
+    """Per-tenant Redis clients selected by a ContextVar.
+
+    Args:
+        default_name: the default tenant's name; ``None`` reads ``ENV`` (else ``""``).
+        default_url: where the default tenant connects; ``None`` reads ``REDIS_URL``,
+            else ``redis://127.0.0.1:6379/0``. Nothing connects until first use.
+        require_tenant: strict mode. Using a proxy (or ``get_REDIS_DB()``) outside any
+            ``tenant()`` block raises ``NoActiveTenantError`` instead of falling back
+            to the default tenant.
+
+    Example::
+
+        router = Router(default_url="redis://127.0.0.1:6379/0")
+        router.register("acme", url="redis://acme-redis:6379/0")
+        with router.tenant("acme"):
+            router.redis.set("greeting", "hi")
+    """
+
+    def __init__(
+        self,
+        *,
+        default_name: str | None = None,
+        default_url: str | None = None,
+        require_tenant: bool = False,
+    ) -> None:
+        name = default_name if default_name is not None else default_tenant_name()
+        if not isinstance(name, str):
+            check_name(name)
+        url = default_url or os.environ.get("REDIS_URL") or FALLBACK_URL
+        default = Tenant(parse_settings(name, (), {"url": url}))
+        self.default_name: str = name
+        self.require_tenant = require_tenant
+        self._lock = threading.RLock()
+        self._tenants: dict[str, Tenant] = {name: default}
+        # Lookups by what callers pass: None and "" both mean the default tenant.
+        self._lookup: dict[str | None, Tenant] = {name: default, "": default, None: default}
+        fallback: Tenant | StrictSlot = StrictSlot() if require_tenant else default
+        self._var: ContextVar[Tenant | StrictSlot] = ContextVar(
+            f"redis_tenancy.active_tenant.{id(self):x}", default=fallback
+        )
+        #: ``redis.Redis``-typed proxy to the active tenant's client.
+        self.redis: redis.Redis = make_sync_proxy(self)
+        #: ``redis.asyncio.Redis``-typed proxy for the running event loop.
+        self.async_redis: redis.asyncio.Redis = make_async_proxy(self)
+
+    def __repr__(self) -> str:
+        mode = ", strict" if self.require_tenant else ""
+        return f"<Router {len(self._tenants)} tenants, default={self.default_name!r}{mode}>"
+
+    # -- registry ---------------------------------------------------------------------
+
+    @property
+    def var(self) -> ContextVar[Tenant | StrictSlot]:
+        """The ContextVar holding the active tenant (read by the proxies)."""
+        return self._var
+
+    def canonical(self, name: str | None) -> str:
+        """Map ``None``/``""`` to the default tenant's name; reject non-strings."""
+        check_name(name)
+        return name or self.default_name
+
+    def register(self, name: str | None = "", *args: Any, **kwargs: Any) -> TenantSettings:
+        """Register tenant ``name``, or replace its connection if it exists.
+
+        ``args``/``kwargs`` are ``redis.Redis`` arguments (``url=`` accepted), with
+        ``socket_timeout`` and ``socket_connect_timeout`` defaulting to 5 s. The call
+        is validated completely before anything changes; on replacement, commands
+        already running finish on the old client and new ones use the new settings.
+
+        Raises:
+            TenantConfigError: bad URL, unknown keyword, wrong type; nothing changed.
+        """
+        settings = parse_settings(self.canonical(name), args, kwargs)
+        self._apply([settings])
+        return settings
+
+    def register_async(
+        self, name: str | None = "", *args: Any, **kwargs: Any
+    ) -> tuple[TenantSettings, redis.asyncio.Redis | None]:
+        """Override tenant ``name``'s async side (registering the tenant if new).
+
+        Returns the new settings and the running loop's previous async client, which
+        the caller should close (it cannot be awaited here).
+        """
+        key = self.canonical(name)
+        async_kwargs = normalize_kwargs(key, args, kwargs, for_async=True)
+        with self._lock:
+            existing = self._tenants.get(key)
+            if existing is None:
+                settings = parse_settings(key, args, _sync_view(kwargs)).with_async(async_kwargs)
+                self._add(Tenant(settings))
+                return settings, None
+            settings = existing.settings.with_async(async_kwargs)
+            old = existing.replace_async(settings)
+        logger.debug("tenant %r async side set: %s", key, settings.async_endpoint)
+        return settings, old
+
+    def register_many(self, tenants: Mapping[str, Mapping[str, Any]]) -> list[TenantSettings]:
+        """Register or replace several tenants at once, all or nothing.
+
+        Every entry is validated before any is applied, so one bad entry leaves the
+        registry exactly as it was.
+
+        Example::
+
+            router.register_many({"acme": {"url": "redis://a:6379/0"},
+                                  "globex": {"host": "b", "db": 3}})
+        """
+        parsed = [parse_settings(self.canonical(n), (), kw) for n, kw in tenants.items()]
+        self._apply(parsed)
+        return parsed
+
+    def _apply(self, parsed: list[TenantSettings]) -> None:
+        with self._lock:
+            for settings in parsed:
+                existing = self._tenants.get(settings.name)
+                if existing is None:
+                    self._add(Tenant(settings))
+                else:
+                    existing.replace(settings)
+        for settings in parsed:
+            logger.debug("tenant %r registered: %s", settings.name, settings.endpoint)
+
+    def _add(self, tenant: Tenant) -> None:
+        self._tenants[tenant.name] = tenant
+        self._lookup[tenant.name] = tenant
+
+    def remove(self, name: str) -> None:
+        """Unregister ``name`` and close its clients; later use raises UnknownTenantError.
+
+        The default tenant cannot be removed (register new settings for it instead).
+        """
+        key = self.canonical(name)
+        if key == self.default_name:
+            raise ValueError("the default tenant cannot be removed")
+        with self._lock:
+            tenant = self._tenants.pop(key, None)
+            if tenant is None:
+                raise UnknownTenantError(key, len(self._tenants))
+            del self._lookup[key]
+        tenant.close()
+
+    def names(self) -> list[str]:
+        """Registered tenant names, default first."""
+        return [self.default_name, *sorted(n for n in self._tenants if n != self.default_name)]
+
+    def settings(self, name: str | None = None) -> TenantSettings:
+        """The settings of ``name`` (default: the active tenant)."""
+        return self._get_tenant(name).settings
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str | None) and name in self._lookup
+
+    def __len__(self) -> int:
+        return len(self._tenants)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    # -- the active tenant ------------------------------------------------------------
+
+    def tenant(self, name: str | None = None) -> TenantContext:
+        """A context manager / decorator that makes ``name`` the active tenant."""
+        check_name(name)
+        return TenantContext(self, name)
+
+    def activate(self, name: str | None) -> Token[Any]:
+        """Set the active tenant and return the ContextVar token (for ``reset``)."""
+        try:
+            found = self._lookup[name]
+        except (KeyError, TypeError):
+            check_name(name)
+            raise UnknownTenantError(str(name), len(self._tenants)) from None
+        return self._var.set(found)
+
+    def current(self) -> str:
+        """The active tenant's name (the default tenant's outside any block).
+
+        In strict mode, outside any block, raises ``NoActiveTenantError``.
+        """
+        slot = self._var.get()
+        if slot.name is None:
+            try:
+                slot.client  # noqa: B018 - raises the strict-mode error
+            except Unresolved as exc:
+                raise exc.public() from None
+        return str(slot.name)
+
+    def client(self, name: str | None = None) -> redis.Redis:
+        """The concrete ``redis.Redis`` of ``name`` (default: the active tenant)."""
+        slot = self._var.get() if name is None else self._get_tenant(name)
+        try:
+            return slot.client
+        except Unresolved as exc:
+            raise exc.public() from None
+
+    def async_client(self, name: str | None = None) -> redis.asyncio.Redis:
+        """The ``redis.asyncio.Redis`` of ``name`` (default: active) for the running loop."""
+        slot = self._var.get() if name is None else self._get_tenant(name)
+        try:
+            return slot.async_client()
+        except Unresolved as exc:
+            raise exc.public() from None
+
+    def _get_tenant(self, name: str | None) -> Tenant:
+        if name is None:
+            slot = self._var.get()
+            if isinstance(slot, Tenant):
+                return slot
+            self.current()  # raises the strict-mode error
+        try:
+            return self._lookup[self.canonical(name)]
+        except KeyError:
+            raise UnknownTenantError(str(name), len(self._tenants)) from None
+
+    def describe_active(self) -> str:
+        """``tenant='acme' endpoint=redis://host:port/db`` for the active tenant."""
+        slot = self._var.get()
+        if isinstance(slot, Tenant):
+            return f"tenant={slot.name!r} endpoint={slot.settings.endpoint}"
+        return repr(slot)
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every tenant's sync pool (async clients close with their loops)."""
+        with self._lock:
+            tenants = list(self._tenants.values())
+        for tenant in tenants:
+            client = tenant.built_client()
+            if client is not None:
+                client.connection_pool.disconnect()
+
+
+def _sync_view(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Keep only what ``redis.Redis`` also accepts, to derive a new tenant's sync side."""
+    return {
+        k: v
+        for k, v in kwargs.items()
+        if k != "auto_close_connection_pool"
+        and not (k == "retry" and isinstance(v, redis.asyncio.retry.Retry))
+    }

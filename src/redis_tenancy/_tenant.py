@@ -1,0 +1,267 @@
+"""One registered tenant: its settings and the clients built from them, on demand.
+
+A :class:`Tenant` object lives as long as its name is registered and is what the
+router's ContextVar holds. Replacing a tenant's settings mutates this object in place,
+so a ``with tenant(...)`` block that is already open sees the new connection on its
+very next access, and the proxies' hot path is two attribute reads with no lock.
+
+Clients are built lazily: the ``client`` slot starts empty and ``__getattr__`` (only
+reached when the slot is empty) builds it under a lock. Async clients are kept per
+(tenant, event loop); each loop's clients are closed by an async generator that the
+loop itself finalises in ``shutdown_asyncgens()`` (what ``asyncio.run`` and
+``asyncio.Runner`` call), so nothing outlives its loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from ._errors import NoActiveTenantError, NoEventLoopError, PopotoException, UnknownTenantError
+from ._settings import TenantSettings
+
+__all__ = ["LoopClients", "StrictSlot", "Tenant", "Unresolved"]
+
+
+class Unresolved(Exception):  # noqa: N818 - internal signal, never escapes the package
+    """Internal: the active slot cannot give a client.
+
+    Raised instead of the public error so that a proxy can answer introspection of
+    dunder names with a quiet ``AttributeError`` (``PopotoException`` logs on
+    creation); :meth:`public` builds the real, logged error when it is needed.
+    """
+
+    def __init__(self, make: Callable[[], PopotoException]) -> None:
+        super().__init__()
+        self.public = make
+
+
+class LoopClients:
+    """The async clients of one tenant on one event loop."""
+
+    __slots__ = ("client", "closer", "generation", "loop", "retired")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, client: redis.asyncio.Redis, gen: int):
+        self.loop = loop
+        self.client = client
+        self.generation = gen
+        self.retired: list[redis.asyncio.Redis] = []
+        self.closer: AsyncGenerator[None, None] | None = None
+
+
+def _no_thread_id(loop: asyncio.AbstractEventLoop) -> bool:
+    return not hasattr(loop, "_thread_id")
+
+
+class Tenant:
+    """A registered tenant: settings plus lazily built sync and per-loop async clients.
+
+    Attributes read on the hot path:
+        client: the sync ``redis.Redis`` (built on first access).
+        athreads: thread id -> :class:`LoopClients` of the loop last seen running in
+            that thread; a fast path that is replaced wholesale (never mutated in
+            place) when the tenant's settings change.
+    """
+
+    __slots__ = ("__weakref__", "_aloops", "_lock", "athreads", "client", "generation", "name",
+                 "removed", "settings")
+
+    client: redis.Redis
+
+    def __init__(self, settings: TenantSettings) -> None:
+        self.name = settings.name
+        self.settings = settings
+        self.generation = 0
+        self.removed = False
+        self.athreads: dict[int, LoopClients] = {}
+        self._aloops: dict[asyncio.AbstractEventLoop, LoopClients] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Tenant {self.name!r} {self.settings.endpoint}>"
+
+    def __getattr__(self, attr: str) -> Any:
+        # Only reached when a slot is empty, i.e. the sync client is not built yet.
+        if attr != "client":
+            raise AttributeError(attr)
+        with self._lock:
+            try:
+                return _CLIENT_SLOT.__get__(self, Tenant)
+            except AttributeError:
+                pass
+            if self.removed:
+                raise Unresolved(lambda: UnknownTenantError(self.name)) from None
+            client = redis.Redis(**self.settings.redis_kwargs)
+            self.client = client
+            return client
+
+    # -- sync -------------------------------------------------------------------------
+
+    def built_client(self) -> redis.Redis | None:
+        """The sync client if it has been built, without building it."""
+        try:
+            return _CLIENT_SLOT.__get__(self, Tenant)  # type: ignore[no-any-return]
+        except AttributeError:
+            return None
+
+    def replace(self, settings: TenantSettings) -> None:
+        """Swap in new settings; running commands finish on the old clients.
+
+        New accesses build fresh clients from ``settings``. The old sync pool's idle
+        connections are closed now; the ones in use are closed when the commands
+        holding them finish and drop the last reference to the old client.
+        """
+        with self._lock:
+            old = self.built_client()
+            self.settings = settings
+            if old is not None:
+                del self.client
+            self._bump_async_generation()
+        if old is not None:
+            old.connection_pool.disconnect(inuse_connections=False)
+
+    def replace_async(self, settings: TenantSettings) -> redis.asyncio.Redis | None:
+        """Swap in new async settings; return this loop's old client, if any."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        with self._lock:
+            entry = self._aloops.get(loop) if loop is not None else None
+            old = entry.client if entry is not None and entry.generation >= 0 else None
+            self.settings = settings
+            self._bump_async_generation()
+        return old
+
+    def _bump_async_generation(self) -> None:
+        # Called with the lock held. Old clients move to ``retired`` so the loop that
+        # owns them closes them; a fresh dict empties every thread's fast path.
+        self.generation += 1
+        self.athreads = {}
+        for entry in self._aloops.values():
+            if entry.generation >= 0:
+                entry.retired.append(entry.client)
+                entry.generation = -1
+
+    # -- async ------------------------------------------------------------------------
+
+    def async_client(self) -> redis.asyncio.Redis:
+        """This tenant's async client for the running event loop (built if needed)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise Unresolved(
+                lambda: NoEventLoopError(
+                    f"tenant {self.name!r}: the async client needs a running event loop; "
+                    "use POPOTO_ASYNC_REDIS_DB inside a coroutine"
+                )
+            ) from None
+        ident = threading.get_ident()
+        with self._lock:
+            if self.removed:
+                raise Unresolved(lambda: UnknownTenantError(self.name))
+            entry = self._aloops.get(loop)
+            if entry is None:
+                self._prune_closed_loops()
+                entry = LoopClients(loop, self._new_async_client(), self.generation)
+                self._aloops[loop] = entry
+                entry.closer = _start_closer(self, entry)
+            elif entry.generation != self.generation:
+                entry.client = self._new_async_client()
+                entry.generation = self.generation
+            if not _no_thread_id(loop):
+                self.athreads[ident] = entry
+            return entry.client
+
+    def _new_async_client(self) -> redis.asyncio.Redis:
+        return redis.asyncio.Redis(**self.settings.async_kwargs)
+
+    def _prune_closed_loops(self) -> None:
+        # Loops closed without shutdown_asyncgens() (a bare loop.close()) never ran
+        # our closer; forget them so they can be collected.
+        for loop in [lp for lp in self._aloops if lp.is_closed()]:
+            self._forget(self._aloops[loop])
+
+    def _forget(self, entry: LoopClients) -> None:
+        if self._aloops.get(entry.loop) is entry:
+            del self._aloops[entry.loop]
+        for ident, seen in list(self.athreads.items()):
+            if seen is entry:
+                self.athreads.pop(ident, None)
+
+    def loop_count(self) -> int:
+        """How many event loops currently hold clients of this tenant."""
+        return len(self._aloops)
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the sync pool and forget every async client (used on removal)."""
+        with self._lock:
+            self.removed = True
+            old = self.built_client()
+            if old is not None:
+                del self.client
+            self._bump_async_generation()
+        if old is not None:
+            old.connection_pool.disconnect()
+
+
+_CLIENT_SLOT: Any = Tenant.__dict__["client"]
+
+
+async def _closer(tenant: Tenant, entry: LoopClients) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        with tenant._lock:
+            tenant._forget(entry)
+        for client in (entry.client, *entry.retired):
+            await client.aclose()
+
+
+def _start_closer(tenant: Tenant, entry: LoopClients) -> AsyncGenerator[None, None]:
+    """Register an async generator with the running loop that closes ``entry``.
+
+    ``__anext__()`` fires the loop's first-iteration hook, which adds the generator to
+    the set the loop finalises in ``shutdown_asyncgens()``; driving it to its first
+    ``yield`` by hand (no await happens before it) keeps this callable from sync code
+    such as a proxy attribute access.
+    """
+    agen = _closer(tenant, entry)
+    step = agen.__anext__()
+    try:
+        step.send(None)
+    except StopIteration:
+        pass
+    return agen
+
+
+class StrictSlot:
+    """What the ContextVar holds outside any ``tenant()`` block in strict mode."""
+
+    __slots__ = ()
+    name = None
+    athreads: dict[int, LoopClients] = {}  # noqa: RUF012 - shared and always empty
+
+    def __repr__(self) -> str:
+        return "<no active tenant (strict mode)>"
+
+    @property
+    def client(self) -> redis.Redis:
+        raise Unresolved(_strict_error)
+
+    def async_client(self) -> redis.asyncio.Redis:
+        raise Unresolved(_strict_error)
+
+
+def _strict_error() -> PopotoException:
+    return NoActiveTenantError(
+        "no active tenant: strict mode requires every Redis use to run inside "
+        "`with tenant(name):` (or a function decorated with @tenant(name))"
+    )

@@ -1,0 +1,219 @@
+"""Drop-in, tenant-routed replacement for ``popoto.redis_db``.
+
+Porting an application is one change per import: ``popoto.redis_db`` becomes
+``redis_tenancy.redis_db``. The names and signatures are the same; what changes is
+that every connection-level name resolves to the *active tenant* (chosen with
+``with tenant(name):``) instead of one global connection, and that
+``POPOTO_REDIS_DB`` is a proxy, so importing it before the connection is
+(re)configured can never leave a module holding a stale client.
+
+Configuration read at import (nothing connects until the first command):
+
+- ``REDIS_URL``: the default tenant's URL (else ``redis://127.0.0.1:6379/0``);
+- ``ENV``: the default tenant's name (else ``""``);
+- ``REDIS_TENANCY_CONFIG``: optional TOML file of more tenants;
+- ``REDIS_TENANCY_REQUIRE_TENANT=1``: strict mode;
+- ``BEGINNING_OF_TIME``: Unix timestamp floor for time-series queries (default 0).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from ._config import read_config
+from ._context import TenantContext
+from ._errors import PopotoException, TenantConfigError, logger
+from ._router import Router
+from ._settings import check_name
+
+__all__ = [
+    "BEGINNING_OF_TIME",
+    "ENCODING",
+    "POPOTO_ASYNC_REDIS_DB",
+    "POPOTO_REDIS_DB",
+    "PopotoException",
+    "async_check_connection",
+    "async_scan_keys",
+    "check_connection",
+    "current_tenant",
+    "default_router",
+    "get_REDIS_DB",
+    "get_async_redis_db",
+    "print_redis_info",
+    "scan_keys",
+    "set_REDIS_DB_settings",
+    "set_async_redis_db_settings",
+    "tenant",
+]
+
+ENCODING = "utf-8"
+
+
+def _beginning_of_time() -> int:
+    raw = os.environ.get("BEGINNING_OF_TIME", "")
+    if not raw:
+        return 0
+    try:
+        return int(float(raw))
+    except ValueError:
+        logger.warning("BEGINNING_OF_TIME=%r is not a Unix timestamp; using 0", raw[:40])
+        return 0
+
+
+def _make_default_router() -> Router:
+    strict = os.environ.get("REDIS_TENANCY_REQUIRE_TENANT", "").strip().lower()
+    router = Router(require_tenant=strict in {"1", "true", "yes", "on"})
+    path = os.environ.get("REDIS_TENANCY_CONFIG")
+    if path:
+        tenants = read_config(path)
+        try:
+            router.register_many(tenants)
+        except TenantConfigError as exc:
+            raise TenantConfigError(f"{path}: {exc.message}") from None
+    return router
+
+
+#: Unix timestamp (seconds) used as a floor for time-series queries.
+BEGINNING_OF_TIME: int = _beginning_of_time()
+
+#: The router behind every module-level name here (also ``redis_tenancy.default_router``).
+default_router: Router = _make_default_router()
+
+#: Proxy to the active tenant's ``redis.Redis``; safe to import before configuring.
+POPOTO_REDIS_DB: redis.Redis = default_router.redis
+
+#: Proxy to the active tenant's ``redis.asyncio.Redis`` for the running event loop.
+POPOTO_ASYNC_REDIS_DB: redis.asyncio.Redis = default_router.async_redis
+
+
+def set_REDIS_DB_settings(env_partition_name: str = "", *args: Any, **kwargs: Any) -> None:  # noqa: N802
+    """Register tenant ``env_partition_name`` or replace its connection.
+
+    ``""``/``None`` names the default tenant, as in Popoto. ``args``/``kwargs`` go
+    to ``redis.Redis`` (``url="redis://..."`` accepted) with 5 s socket timeouts by
+    default. Everything is validated before anything changes; commands already
+    running on the old connection finish there, later ones use the new one, and both
+    the sync and the async side follow.
+
+    Example::
+
+        set_REDIS_DB_settings(host="localhost", port=6379, db=15)   # default tenant
+        set_REDIS_DB_settings("acme", url="redis://acme-redis:6379/0")
+
+    Raises:
+        TenantConfigError: bad URL, unknown keyword or wrong type (registry unchanged).
+    """
+    default_router.register(env_partition_name, *args, **kwargs)
+    logger.debug("Redis connection reset.")
+
+
+def get_REDIS_DB() -> redis.Redis:  # noqa: N802
+    """Return the active tenant's concrete ``redis.Redis`` client."""
+    return default_router.client()
+
+
+async def get_async_redis_db() -> redis.asyncio.Redis:
+    """Return the active tenant's ``redis.asyncio.Redis`` for the running event loop.
+
+    Clients are kept per (tenant, event loop) and closed when their loop shuts down,
+    so repeated ``asyncio.run()`` calls and loops in several threads all work.
+    """
+    return default_router.async_client()
+
+
+async def set_async_redis_db_settings(
+    env_partition_name: str = "", *args: Any, **kwargs: Any
+) -> None:
+    """Override the async side of tenant ``env_partition_name`` (registering it if new).
+
+    ``args``/``kwargs`` go to ``redis.asyncio.Redis``. The running loop's previous
+    client stops taking new commands and its idle connections are closed now; other
+    loops switch on their next access and close old clients when they shut down.
+    """
+    _, old = default_router.register_async(env_partition_name, *args, **kwargs)
+    if old is not None:
+        await old.connection_pool.disconnect(inuse_connections=False)
+    logger.debug("Async Redis connection reset.")
+
+
+def check_connection() -> bool:
+    """``True`` if the active tenant's server answers PING, else ``False``."""
+    client = get_REDIS_DB()
+    try:
+        client.ping()
+    except Exception:
+        return False
+    return True
+
+
+async def async_check_connection() -> bool:
+    """Async version of :func:`check_connection`."""
+    client = await get_async_redis_db()
+    try:
+        await client.ping()
+    except Exception:
+        return False
+    return True
+
+
+def scan_keys(pattern: str, count: int = 1000) -> list[Any]:
+    """All keys of the active tenant matching ``pattern``, by cursor SCAN (never KEYS)."""
+    client = get_REDIS_DB()
+    results: list[Any] = []
+    cursor = 0
+    while True:
+        cursor, keys = client.scan(cursor=cursor, match=pattern, count=count)
+        results.extend(keys)
+        if cursor == 0:
+            return results
+
+
+async def async_scan_keys(pattern: str, count: int = 1000) -> list[Any]:
+    """Async version of :func:`scan_keys`."""
+    client = await get_async_redis_db()
+    results: list[Any] = []
+    cursor = 0
+    while True:
+        cursor, keys = await client.scan(cursor=cursor, match=pattern, count=count)
+        results.extend(keys)
+        if cursor == 0:
+            return results
+
+
+def print_redis_info() -> None:
+    """Log the active tenant's INFO and its used-memory percentage (one INFO call)."""
+    info = get_REDIS_DB().info()
+    logger.info(info)
+    used_memory, maxmemory = int(info["used_memory"]), int(info["maxmemory"])
+    if maxmemory > 0:
+        logger.info(
+            "Redis currently consumes %s%% out of %s",
+            round(100 * used_memory / maxmemory, 2),
+            info.get("maxmemory_human", maxmemory),
+        )
+
+
+def tenant(name: str | None = None) -> TenantContext:
+    """Make ``name`` the active tenant of the default router for a block or function.
+
+    ``None``/``""`` select the default tenant. An unknown name raises
+    ``UnknownTenantError`` when the block is entered (or the decorated function is
+    called), never here.
+
+    Example::
+
+        with tenant("acme"):
+            POPOTO_REDIS_DB.set("k", "v")
+    """
+    if name is not None and not isinstance(name, str):
+        check_name(name)
+    return TenantContext(default_router, name)
+
+
+def current_tenant() -> str:
+    """The name of the default router's active tenant."""
+    return default_router.current()
