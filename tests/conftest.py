@@ -12,7 +12,8 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -40,7 +41,10 @@ class Servers:
 def direct(server: RedisServer, db: int = 0) -> redis.Redis:
     """A plain client straight to ``server`` (bypassing the router) for assertions."""
     return redis.Redis(
-        host=server.host, port=server.port, db=db, password=server.password,
+        host=server.host,
+        port=server.port,
+        db=db,
+        password=server.password,
         decode_responses=True,
     )
 
@@ -82,8 +86,21 @@ def run_python(code: str, env: dict[str, str] | None = None) -> subprocess.Compl
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True, text=True, env=full_env, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
+        check=False,
     )
 
 
 assert redis_tenancy.default_router is default_router
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    """Poll ``predicate`` until true, failing the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(0.005)

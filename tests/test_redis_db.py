@@ -11,6 +11,7 @@ import redis.asyncio
 
 import redis_tenancy
 from redis_tenancy import redis_db
+from redis_tenancy._embedded import free_port
 from redis_tenancy.redis_db import (
     POPOTO_ASYNC_REDIS_DB,
     POPOTO_REDIS_DB,
@@ -25,14 +26,19 @@ from redis_tenancy.redis_db import (
     set_REDIS_DB_settings,
     tenant,
 )
-from redis_tenancy._embedded import free_port
 
 from .conftest import Servers, direct, run_python, server_port
 
 # The reference's parameters: (name, kind, default) in order.
-_SETTINGS = [("env_partition_name", "POSITIONAL_OR_KEYWORD", ""), ("args", "VAR_POSITIONAL", None),
-             ("kwargs", "VAR_KEYWORD", None)]
-_SCAN = [("pattern", "POSITIONAL_OR_KEYWORD", None), ("count", "POSITIONAL_OR_KEYWORD", 1000)]
+_SETTINGS: list[tuple[str, str, object]] = [
+    ("env_partition_name", "POSITIONAL_OR_KEYWORD", ""),
+    ("args", "VAR_POSITIONAL", None),
+    ("kwargs", "VAR_KEYWORD", None),
+]
+_SCAN: list[tuple[str, str, object]] = [
+    ("pattern", "POSITIONAL_OR_KEYWORD", None),
+    ("count", "POSITIONAL_OR_KEYWORD", 1000),
+]
 REFERENCE_SIGNATURES: dict[str, list[tuple[str, str, object]]] = {
     "get_REDIS_DB": [],
     "set_REDIS_DB_settings": _SETTINGS,
@@ -55,14 +61,24 @@ def test_redis_db_signature_matches_reference(name: str) -> None:
         for p in inspect.signature(func).parameters.values()
     ]
     assert params == REFERENCE_SIGNATURES[name]
-    is_async = name in {"get_async_redis_db", "set_async_redis_db_settings",
-                        "async_check_connection", "async_scan_keys"}
+    is_async = name in {
+        "get_async_redis_db",
+        "set_async_redis_db_settings",
+        "async_check_connection",
+        "async_scan_keys",
+    }
     assert inspect.iscoroutinefunction(func) is is_async
 
 
 def test_redis_db_seed_names_exported_from_both_modules() -> None:
-    seed = ["POPOTO_REDIS_DB", "POPOTO_ASYNC_REDIS_DB", "PopotoException",
-            "BEGINNING_OF_TIME", "ENCODING", *REFERENCE_SIGNATURES]
+    seed = [
+        "POPOTO_REDIS_DB",
+        "POPOTO_ASYNC_REDIS_DB",
+        "PopotoException",
+        "BEGINNING_OF_TIME",
+        "ENCODING",
+        *REFERENCE_SIGNATURES,
+    ]
     for name in seed:
         assert getattr(redis_db, name) is getattr(redis_tenancy, name), name
     assert redis_db.ENCODING == "utf-8"
@@ -91,8 +107,10 @@ def test_sync_functions_hit_only_the_active_tenant(servers: Servers) -> None:
             get_REDIS_DB().set(f"getter:{name}", name)
             assert server_port(get_REDIS_DB()) == mine.port
             assert check_connection() is True
-            assert sorted(scan_keys(f"*:{name}")) == [f"getter:{name}".encode(),
-                                                      f"proxy:{name}".encode()]
+            assert sorted(scan_keys(f"*:{name}")) == [
+                f"getter:{name}".encode(),
+                f"proxy:{name}".encode(),
+            ]
         with direct(mine) as client:
             assert client.get(f"proxy:{name}") == name
             assert client.get(f"getter:{name}") == name
@@ -152,15 +170,17 @@ def test_scan_keys_uses_scan_with_count_and_never_keys(servers: Servers) -> None
 
 def test_check_connection_false_for_unreachable_tenant() -> None:
     port = free_port()
-    set_REDIS_DB_settings("down", host="127.0.0.1", port=port, socket_connect_timeout=0.2,
-                          retry=None)
+    set_REDIS_DB_settings(
+        "down", host="127.0.0.1", port=port, socket_connect_timeout=0.2, retry=None
+    )
     with tenant("down"):
         assert check_connection() is False
 
 
 async def test_async_check_connection_false_for_unreachable_tenant() -> None:
-    set_REDIS_DB_settings("down", host="127.0.0.1", port=free_port(),
-                          socket_connect_timeout=0.2, retry=None)
+    set_REDIS_DB_settings(
+        "down", host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2, retry=None
+    )
     async with tenant("down"):
         assert await async_check_connection() is False
 
@@ -225,6 +245,7 @@ async def test_async_override_registers_a_new_tenant(servers: Servers) -> None:
 
 def test_import_opens_no_socket_and_reads_env() -> None:
     import socket
+
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.0)
     port = listener.getsockname()[1]
@@ -235,8 +256,11 @@ def test_import_opens_no_socket_and_reads_env() -> None:
             print(db.default_router.default_name, db.BEGINNING_OF_TIME,
                   db.default_router.settings().endpoint)
             """,
-            env={"REDIS_URL": f"redis://127.0.0.1:{port}/4", "ENV": "staging",
-                 "BEGINNING_OF_TIME": "1700000000"},
+            env={
+                "REDIS_URL": f"redis://127.0.0.1:{port}/4",
+                "ENV": "staging",
+                "BEGINNING_OF_TIME": "1700000000",
+            },
         )
         assert result.returncode == 0, result.stderr
         assert result.stdout.split() == ["staging", "1700000000", f"redis://127.0.0.1:{port}/4"]

@@ -51,7 +51,9 @@ def read_config(path: str | Path) -> dict[str, dict[str, Any]]:
         raise TenantConfigError(f"{where}: invalid TOML: {str(exc).splitlines()[0]}") from None
     unknown = sorted(set(data) - {"tenants"})
     if unknown:
-        raise TenantConfigError(f"{where}: unknown top-level key {unknown[0]!r} (expected [tenants.<name>])")
+        raise TenantConfigError(
+            f"{where}: unknown top-level key {unknown[0]!r} (expected [tenants.<name>])"
+        )
     tenants = data.get("tenants", {})
     if not isinstance(tenants, Mapping):
         raise TenantConfigError(f"{where}: 'tenants' must be a table of tables")

@@ -43,9 +43,7 @@ def _sync_request(name: str, n: int, served: Counter[str], lock: threading.Lock)
         served[name] += 1
 
 
-async def _async_request(
-    name: str, n: int, served: Counter[str], gate: asyncio.Semaphore
-) -> None:
+async def _async_request(name: str, n: int, served: Counter[str], gate: asyncio.Semaphore) -> None:
     # redis-py 8 pools refuse a 101st concurrent connection; the gate keeps the
     # burst within that, as a real server's request concurrency limit would.
     async with gate, tenant(name):
@@ -56,9 +54,7 @@ async def _async_request(
 
 async def _async_burst(plan: list[str], served: Counter[str]) -> None:
     gate = asyncio.Semaphore(64)
-    await asyncio.gather(
-        *(_async_request(name, n, served, gate) for n, name in enumerate(plan))
-    )
+    await asyncio.gather(*(_async_request(name, n, served, gate) for n, name in enumerate(plan)))
 
 
 def run_demo(requests: int = 3000, *, out: TextIO, seed: int = 7) -> int:
@@ -95,9 +91,7 @@ def run_demo(requests: int = 3000, *, out: TextIO, seed: int = 7) -> int:
             misrouted_total += misrouted
             counted = int(direct.get("demo:requests") or 0)
             direct.close()
-            out.write(
-                f"{name:<10} {counted:>8} {len(keys):>6} {misrouted:>9}  {server.address}\n"
-            )
+            out.write(f"{name:<10} {counted:>8} {len(keys):>6} {misrouted:>9}  {server.address}\n")
             if counted != served[name]:
                 misrouted_total += abs(counted - served[name])
         out.write("\n")

@@ -120,14 +120,22 @@ class RedisServer:
         Path(self._dir).mkdir(parents=True, exist_ok=True)
         args = [
             self.binary,
-            "--port", str(self.port),
-            "--bind", self.host,
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", self._dir,
-            "--daemonize", "no",
-            "--protected-mode", "no",
-            "--logfile", str(Path(self._dir) / "redis.log"),
+            "--port",
+            str(self.port),
+            "--bind",
+            self.host,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            self._dir,
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "no",
+            "--logfile",
+            str(Path(self._dir) / "redis.log"),
         ]
         if self.password:
             args += ["--requirepass", self.password]

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import redis
 import redis.asyncio
 
-from ._errors import PopotoException
 from ._tenant import StrictSlot, Tenant, Unresolved
 
 if TYPE_CHECKING:
@@ -75,21 +74,21 @@ def make_sync_proxy(host: ProxyHost) -> redis.Redis:
     def resolve() -> redis.Redis:
         return get().client
 
-    def __getattribute__(  # noqa: N807
-        self: object, name: str, _get: Any = get, _getattr: Any = getattr
-    ) -> Any:
+    def __getattribute__(self: object, name: str, _get: Any = get, _getattr: Any = getattr) -> Any:
         try:
             return _getattr(_get().client, name)
         except Unresolved as exc:
+            if name == "__class__":  # isinstance() via ABCMeta asks for it
+                return object.__getattribute__(self, name)
             raise _failure(name, exc) from None
 
-    def __setattr__(self: object, name: str, value: Any) -> None:  # noqa: N807
+    def __setattr__(self: object, name: str, value: Any) -> None:
         setattr(_concrete(resolve), name, value)
 
-    def __delattr__(self: object, name: str) -> None:  # noqa: N807
+    def __delattr__(self: object, name: str) -> None:
         delattr(_concrete(resolve), name)
 
-    def __dir__(self: object) -> list[str]:  # noqa: N807
+    def __dir__(self: object) -> list[str]:
         try:
             return dir(resolve())
         except Unresolved:
@@ -128,7 +127,7 @@ def make_async_proxy(host: ProxyHost) -> redis.asyncio.Redis:
     def resolve() -> redis.asyncio.Redis:
         return get().async_client()
 
-    def __getattribute__(  # noqa: N807
+    def __getattribute__(
         self: object,
         name: str,
         _get: Any = get,
@@ -148,15 +147,17 @@ def make_async_proxy(host: ProxyHost) -> redis.asyncio.Redis:
         try:
             return _getattr(slot.async_client(), name)
         except Unresolved as exc:
+            if name == "__class__":  # isinstance() via ABCMeta asks for it
+                return object.__getattribute__(self, name)
             raise _failure(name, exc) from None
 
-    def __setattr__(self: object, name: str, value: Any) -> None:  # noqa: N807
+    def __setattr__(self: object, name: str, value: Any) -> None:
         setattr(_concrete(resolve), name, value)
 
-    def __delattr__(self: object, name: str) -> None:  # noqa: N807
+    def __delattr__(self: object, name: str) -> None:
         delattr(_concrete(resolve), name)
 
-    def __dir__(self: object) -> list[str]:  # noqa: N807
+    def __dir__(self: object) -> list[str]:
         try:
             return dir(resolve())
         except Unresolved:
@@ -179,8 +180,3 @@ def make_async_proxy(host: ProxyHost) -> redis.asyncio.Redis:
         },
     )
     return cast(redis.asyncio.Redis, object.__new__(cls))
-
-
-def unresolved_to_public(exc: Unresolved) -> PopotoException:
-    """The public, logged error for an internal resolution failure."""
-    return exc.public()

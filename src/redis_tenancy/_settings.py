@@ -61,8 +61,7 @@ def check_name(name: object) -> str | None:
     if name is None or isinstance(name, str):
         return name
     raise InvalidTenantNameError(
-        f"tenant name must be a str (or None/'' for the default tenant), "
-        f"got {type(name).__name__}"
+        f"tenant name must be a str (or None/'' for the default tenant), got {type(name).__name__}"
     )
 
 
@@ -89,6 +88,7 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "port": (lambda v: _is_int(v) and 0 < v < 65536, "an int in 1..65535"),
     "db": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
     "password": (_STR, "a str or None"),
+    "ssl_password": (_STR, "a str or None"),
     "username": (_STR, "a str or None"),
     "client_name": (_STR, "a str or None"),
     "unix_socket_path": (_STR, "a str or None"),
@@ -201,9 +201,7 @@ def _reject_unknown(
     for key in unknown:
         close = difflib.get_close_matches(key, sorted(params | _OWN_KEYWORDS), n=1)
         hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    raise TenantConfigError(
-        f"{where}: unknown {source} {', '.join(hints)} for {client}"
-    )
+    raise TenantConfigError(f"{where}: unknown {source} {', '.join(hints)} for {client}")
 
 
 def _url_kwargs(where: str, url: object, params: frozenset[str], client: str) -> dict[str, Any]:
@@ -212,7 +210,7 @@ def _url_kwargs(where: str, url: object, params: frozenset[str], client: str) ->
         raise TenantConfigError(f"{where}: url must be a str, got {type(url).__name__}")
     shown = redact_url(url)
     try:
-        parsed = parse_url(url)
+        parsed: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
     except (ValueError, TypeError) as exc:
         reason = redact_text(str(exc))
         raise TenantConfigError(f"{where}: invalid url {shown}: {reason}") from None
@@ -245,7 +243,7 @@ def derive_async_kwargs(sync_kwargs: Mapping[str, Any]) -> dict[str, Any]:
             # AbstractRetry keeps its policy in these attributes in every redis-py 5+.
             backoff=retry._backoff,
             retries=retry._retries,
-            supported_errors=retry._supported_errors,
+            supported_errors=retry._supported_errors,  # type: ignore[arg-type]
         )
     return derived
 

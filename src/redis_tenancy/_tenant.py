@@ -15,6 +15,7 @@ loop itself finalises in ``shutdown_asyncgens()`` (what ``asyncio.run`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
@@ -28,7 +29,7 @@ from ._settings import TenantSettings
 __all__ = ["LoopClients", "StrictSlot", "Tenant", "Unresolved"]
 
 
-class Unresolved(Exception):  # noqa: N818 - internal signal, never escapes the package
+class Unresolved(Exception):
     """Internal: the active slot cannot give a client.
 
     Raised instead of the public error so that a proxy can answer introspection of
@@ -68,8 +69,17 @@ class Tenant:
             place) when the tenant's settings change.
     """
 
-    __slots__ = ("__weakref__", "_aloops", "_lock", "athreads", "client", "generation", "name",
-                 "removed", "settings")
+    __slots__ = (
+        "__weakref__",
+        "_aloops",
+        "_lock",
+        "athreads",
+        "client",
+        "generation",
+        "name",
+        "removed",
+        "settings",
+    )
 
     client: redis.Redis
 
@@ -235,10 +245,8 @@ def _start_closer(tenant: Tenant, entry: LoopClients) -> AsyncGenerator[None, No
     """
     agen = _closer(tenant, entry)
     step = agen.__anext__()
-    try:
+    with contextlib.suppress(StopIteration):
         step.send(None)
-    except StopIteration:
-        pass
     return agen
 
 

@@ -90,7 +90,7 @@ POPOTO_REDIS_DB: redis.Redis = default_router.redis
 POPOTO_ASYNC_REDIS_DB: redis.asyncio.Redis = default_router.async_redis
 
 
-def set_REDIS_DB_settings(env_partition_name: str = "", *args: Any, **kwargs: Any) -> None:  # noqa: N802
+def set_REDIS_DB_settings(env_partition_name: str | None = "", *args: Any, **kwargs: Any) -> None:
     """Register tenant ``env_partition_name`` or replace its connection.
 
     ``""``/``None`` names the default tenant, as in Popoto. ``args``/``kwargs`` go
@@ -111,7 +111,7 @@ def set_REDIS_DB_settings(env_partition_name: str = "", *args: Any, **kwargs: An
     logger.debug("Redis connection reset.")
 
 
-def get_REDIS_DB() -> redis.Redis:  # noqa: N802
+def get_REDIS_DB() -> redis.Redis:
     """Return the active tenant's concrete ``redis.Redis`` client."""
     return default_router.client()
 
@@ -126,7 +126,7 @@ async def get_async_redis_db() -> redis.asyncio.Redis:
 
 
 async def set_async_redis_db_settings(
-    env_partition_name: str = "", *args: Any, **kwargs: Any
+    env_partition_name: str | None = "", *args: Any, **kwargs: Any
 ) -> None:
     """Override the async side of tenant ``env_partition_name`` (registering it if new).
 

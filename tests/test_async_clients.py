@@ -1,0 +1,159 @@
+"""Async clients per (tenant, event loop): no cross-loop errors, no leaks, no races."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+
+import redis.asyncio
+
+from redis_tenancy import default_router
+from redis_tenancy.redis_db import (
+    POPOTO_ASYNC_REDIS_DB,
+    get_async_redis_db,
+    set_REDIS_DB_settings,
+    tenant,
+)
+
+from .conftest import Servers, direct
+
+
+async def _roundtrip(name: str, key: str) -> bytes | None:
+    async with tenant(name):
+        await POPOTO_ASYNC_REDIS_DB.set(key, name)
+        client = await get_async_redis_db()
+        value = await client.get(key)
+        assert value is None or isinstance(value, bytes)
+        return value
+
+
+def _live_async_clients() -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if type(o) is redis.asyncio.Redis)
+
+
+def test_same_tenant_across_repeated_asyncio_run(servers: Servers) -> None:
+    set_REDIS_DB_settings("acme", url=servers.b.url)
+    for i in range(20):
+        assert asyncio.run(_roundtrip("acme", f"k{i}")) == b"acme"
+    with direct(servers.b) as b:
+        assert b.dbsize() == 20
+
+
+def test_loops_in_several_threads_each_get_their_own_client(servers: Servers) -> None:
+    set_REDIS_DB_settings("acme", url=servers.b.url)
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)  # reusable: all six loops are alive at once, each round
+    clients: list[int] = []
+
+    def worker(n: int) -> None:
+        async def main() -> None:
+            async with tenant("acme"):
+                client = await get_async_redis_db()
+                clients.append(id(client))
+                barrier.wait(timeout=10)  # all loops alive at once
+                for i in range(50):
+                    await POPOTO_ASYNC_REDIS_DB.incr("shared")
+                    await POPOTO_ASYNC_REDIS_DB.set(f"t{n}:{i}", i)
+
+        try:
+            for _ in range(3):
+                asyncio.run(main())
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    with direct(servers.b) as b:
+        assert int(b.get("shared") or 0) == 6 * 3 * 50
+    assert len(set(clients[:6])) == 6  # six live loops, six distinct clients
+
+
+def test_clients_of_closed_loops_are_released(servers: Servers) -> None:
+    set_REDIS_DB_settings("acme", url=servers.b.url)
+    acme = default_router._lookup["acme"]
+
+    async def once() -> None:
+        async with tenant("acme"):
+            await POPOTO_ASYNC_REDIS_DB.ping()
+
+    for _ in range(50):  # warm-up: caches, interned strings, first-time imports
+        asyncio.run(once())
+    baseline_objects = len(gc.get_objects())
+    baseline_clients = _live_async_clients()
+    for _ in range(1000):
+        asyncio.run(once())
+    gc.collect()
+    assert acme.loop_count() == 0
+    assert acme.athreads == {}
+    assert _live_async_clients() <= baseline_clients
+    # Allow a small constant slack for interpreter-level caches, not per-run growth.
+    assert len(gc.get_objects()) - baseline_objects < 500
+    with direct(servers.b) as b:
+        # Only our direct client remains connected: every loop closed its connections.
+        assert b.info("clients")["connected_clients"] == 1
+
+
+def test_concurrent_first_use_in_one_loop_builds_one_client(servers: Servers) -> None:
+    set_REDIS_DB_settings("acme", url=servers.b.url)
+
+    async def main() -> set[int]:
+        async def first() -> int:
+            async with tenant("acme"):
+                client = await get_async_redis_db()
+                await client.ping()
+                return id(POPOTO_ASYNC_REDIS_DB.connection_pool)
+
+        return set(await asyncio.gather(*(first() for _ in range(100))))
+
+    assert len(asyncio.run(main())) == 1
+
+
+def test_concurrent_first_use_from_threads_is_race_free(servers: Servers) -> None:
+    set_REDIS_DB_settings("acme", url=servers.b.url)
+    acme = default_router._lookup["acme"]
+    barrier = threading.Barrier(8)
+    pools: list[int] = []
+    loops_alive = threading.Event()
+    done = threading.Barrier(9)
+
+    def worker() -> None:
+        async def main() -> None:
+            async with tenant("acme"):
+                barrier.wait(timeout=10)
+                pools.append(id(POPOTO_ASYNC_REDIS_DB.connection_pool))
+                await POPOTO_ASYNC_REDIS_DB.ping()
+                await asyncio.to_thread(done.wait, 10)
+                await asyncio.to_thread(loops_alive.wait, 10)
+
+        asyncio.run(main())
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    done.wait(timeout=10)
+    assert acme.loop_count() == 8  # one client per live loop, none lost or doubled
+    loops_alive.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(set(pools)) == 8
+    assert acme.loop_count() == 0
+
+
+async def test_sync_replacement_retires_async_client_of_running_loop(servers: Servers) -> None:
+    set_REDIS_DB_settings("acme", url=servers.a.url)
+    async with tenant("acme"):
+        old = await get_async_redis_db()
+        await old.set("gen", 1)
+        set_REDIS_DB_settings("acme", url=servers.b.url)
+        new = await get_async_redis_db()
+        assert new is not old
+        assert new is await get_async_redis_db()
+        await POPOTO_ASYNC_REDIS_DB.set("gen", 2)
+    with direct(servers.a) as a, direct(servers.b) as b:
+        assert (a.get("gen"), b.get("gen")) == ("1", "2")

@@ -1,0 +1,169 @@
+"""tenant(): context manager, async context manager and decorator over a ContextVar."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from redis_tenancy import (
+    InvalidTenantNameError,
+    TenantConfigError,
+    UnknownTenantError,
+    copy_tenant_context,
+    current_tenant,
+    default_router,
+)
+from redis_tenancy.redis_db import POPOTO_REDIS_DB, set_REDIS_DB_settings, tenant
+
+from .conftest import Servers, direct
+
+
+@pytest.fixture
+def three(servers: Servers) -> Servers:
+    set_REDIS_DB_settings("acme", url=servers.a.url)
+    set_REDIS_DB_settings("globex", url=servers.b.url)
+    set_REDIS_DB_settings("initech", url=servers.c.url)
+    return servers
+
+
+def test_nesting_restores_previous_tenant_even_on_exceptions(three: Servers) -> None:
+    default = default_router.default_name
+    assert current_tenant() == default
+    with tenant("acme"):
+        assert current_tenant() == "acme"
+        seen: list[str] = []
+
+        def fail_inside() -> None:
+            with tenant("globex"):
+                seen.append(current_tenant())
+                raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError, match="boom"):
+            fail_inside()
+        assert seen == ["globex"]
+        assert current_tenant() == "acme"
+        block = tenant("initech")
+        with block:
+            with block:  # one instance re-entered
+                assert current_tenant() == "initech"
+            assert current_tenant() == "initech"
+        assert current_tenant() == "acme"
+    assert current_tenant() == default
+
+
+def test_unknown_tenant_raises_on_enter_not_on_construction(three: Servers) -> None:
+    block = tenant("nobody")
+    with pytest.raises(UnknownTenantError, match="'nobody'"):
+        block.__enter__()
+    assert current_tenant() == default_router.default_name
+
+
+def test_decorator_applied_before_registration(servers: Servers) -> None:
+    @tenant("later")
+    def work() -> str:
+        POPOTO_REDIS_DB.set("decorated", "yes")
+        return current_tenant()
+
+    with pytest.raises(UnknownTenantError):
+        work()
+    set_REDIS_DB_settings("later", url=servers.c.url)
+    assert work() == "later"
+    assert work.__name__ == "work"
+    with direct(servers.c) as c:
+        assert c.get("decorated") == "yes"
+
+
+async def test_async_decorator_and_async_with(three: Servers) -> None:
+    @tenant("globex")
+    async def job() -> str:
+        await asyncio.sleep(0)
+        return current_tenant()
+
+    assert await job() == "globex"
+    async with tenant("acme"):
+        assert current_tenant() == "acme"
+        assert await job() == "globex"
+        assert current_tenant() == "acme"
+    assert current_tenant() == default_router.default_name
+
+
+def test_decorated_function_is_safe_across_threads(three: Servers) -> None:
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    @tenant("initech")
+    def work() -> None:
+        with lock:
+            seen.append(current_tenant())
+
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(200):
+            pool.submit(work)
+    assert seen == ["initech"] * 200
+
+
+def test_threads_have_their_own_tenant(three: Servers) -> None:
+    barrier = threading.Barrier(3)
+    results: dict[str, str] = {}
+
+    def run(name: str) -> None:
+        with tenant(name):
+            barrier.wait(timeout=10)
+            results[name] = current_tenant()
+            barrier.wait(timeout=10)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("acme", "globex", "initech")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {"acme": "acme", "globex": "globex", "initech": "initech"}
+
+
+async def test_tasks_inherit_creators_tenant_at_creation(three: Servers) -> None:
+    started = asyncio.Event()
+
+    async def child() -> str:
+        await started.wait()
+        return current_tenant()
+
+    with tenant("acme"):
+        task = asyncio.create_task(child())
+    with tenant("globex"):
+        started.set()
+        assert await task == "acme"
+        assert current_tenant() == "globex"
+
+
+def test_thread_pool_does_not_carry_tenant_without_helper(three: Servers) -> None:
+    with ThreadPoolExecutor(2) as pool, tenant("acme"):
+        plain = pool.submit(current_tenant).result()
+        carried = pool.submit(copy_tenant_context(current_tenant)).result()
+        futures = [pool.submit(copy_tenant_context(current_tenant)) for _ in range(20)]
+    assert plain == default_router.default_name
+    assert carried == "acme"
+    assert {f.result() for f in futures} == {"acme"}
+
+
+@pytest.mark.parametrize("bad", [3, b"acme", ["acme"], 1.5, object()])
+def test_non_string_names_are_rejected(bad: object) -> None:
+    before = default_router.names()
+    for call in (
+        lambda: tenant(bad),  # type: ignore[arg-type]
+        lambda: set_REDIS_DB_settings(bad, host="127.0.0.1"),  # type: ignore[arg-type]
+        lambda: default_router.activate(bad),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(TenantConfigError) as info:
+            call()
+        assert isinstance(info.value, TypeError)
+        assert isinstance(info.value, InvalidTenantNameError)
+        assert type(bad).__name__ in str(info.value)
+    assert default_router.names() == before
+
+
+def test_current_tenant_is_default_outside_blocks() -> None:
+    assert current_tenant() == default_router.default_name
+    assert repr(tenant("acme")) == "tenant('acme')"
