@@ -76,7 +76,7 @@ def test_loops_in_several_threads_each_get_their_own_client(servers: Servers) ->
 
 def test_clients_of_closed_loops_are_released(servers: Servers) -> None:
     set_REDIS_DB_settings("acme", url=servers.b.url)
-    acme = default_router._lookup["acme"]
+    acme = default_router.lookup["acme"]
 
     async def once() -> None:
         async with tenant("acme"):
@@ -116,7 +116,7 @@ def test_concurrent_first_use_in_one_loop_builds_one_client(servers: Servers) ->
 
 def test_concurrent_first_use_from_threads_is_race_free(servers: Servers) -> None:
     set_REDIS_DB_settings("acme", url=servers.b.url)
-    acme = default_router._lookup["acme"]
+    acme = default_router.lookup["acme"]
     barrier = threading.Barrier(8)
     pools: list[int] = []
     loops_alive = threading.Event()

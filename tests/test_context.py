@@ -167,3 +167,16 @@ def test_non_string_names_are_rejected(bad: object) -> None:
 def test_current_tenant_is_default_outside_blocks() -> None:
     assert current_tenant() == default_router.default_name
     assert repr(tenant("acme")) == "tenant('acme')"
+
+
+def test_one_instance_reentered_three_deep_and_exit_without_enter(three: Servers) -> None:
+    block = tenant("acme")
+    with block:
+        with tenant("globex"), block:
+            with block:
+                assert current_tenant() == "acme"
+            assert current_tenant() == "acme"
+        assert current_tenant() == "acme"
+    assert current_tenant() == default_router.default_name
+    with pytest.raises(RuntimeError, match="without being entered"):
+        block.__exit__(None, None, None)

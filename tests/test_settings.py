@@ -168,7 +168,7 @@ def test_password_never_appears_in_logs_reprs_or_errors(
     with tenant("auth"):
         POPOTO_REDIS_DB.set("x", 1)
         texts += [repr(POPOTO_REDIS_DB), str(POPOTO_REDIS_DB), repr(default_router.settings())]
-        texts.append(repr(default_router._lookup["auth"]))
+        texts.append(repr(default_router.lookup["auth"]))
     bad_calls: list[dict[str, Any]] = [
         {"url": f"http://:{SECRET}@127.0.0.1:1/0"},
         {"url": f"redis://:{SECRET}@127.0.0.1:notaport/0"},

@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-from collections.abc import Callable
-from contextvars import Token
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -24,7 +24,21 @@ R = TypeVar("R")
 
 
 class Activator(Protocol):
-    """What a :class:`TenantContext` needs from a router."""
+    """What a :class:`TenantContext` needs from a router.
+
+    ``lookup`` and ``var`` let ``__enter__`` do the common case (a registered name)
+    inline, without a method call; ``activate`` handles everything else.
+    """
+
+    @property
+    def lookup(self) -> Mapping[str | None, Any]:
+        """Tenant objects by the names callers pass (aliases included)."""
+        ...
+
+    @property
+    def var(self) -> ContextVar[Any]:
+        """The ContextVar holding the active tenant object."""
+        ...
 
     def activate(self, name: str | None) -> Token[Any]:
         """Make ``name`` the active tenant; raise ``UnknownTenantError`` if unknown."""
@@ -49,18 +63,31 @@ class TenantContext:
             await POPOTO_ASYNC_REDIS_DB.get("k")
     """
 
-    __slots__ = ("_router", "_tokens", "name")
+    __slots__ = ("_router", "_token", "name")
 
     def __init__(self, router: Activator, name: str | None) -> None:
         self._router = router
         self.name = name
-        self._tokens: list[Token[Any]] = []
+        # The token of the open entry; a list of them only while this same instance
+        # is re-entered (rare), so the common path stays two slot writes.
+        self._token: Token[Any] | list[Token[Any]] | None = None
 
     def __repr__(self) -> str:
         return f"tenant({self.name!r})"
 
     def __enter__(self) -> TenantContext:
-        self._tokens.append(self._router.activate(self.name))
+        router = self._router
+        try:
+            token = router.var.set(router.lookup[self.name])
+        except (KeyError, TypeError):
+            token = router.activate(self.name)  # raises UnknownTenantError
+        held = self._token
+        if held is None:
+            self._token = token
+        elif type(held) is list:
+            held.append(token)
+        else:
+            self._token = [held, token]  # type: ignore[list-item]
         return self
 
     def __exit__(
@@ -69,7 +96,17 @@ class TenantContext:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        token = self._tokens.pop()
+        held = self._token
+        token: Token[Any]
+        if type(held) is list:
+            token = held.pop()
+            if len(held) == 1:
+                self._token = held[0]
+        elif held is None:
+            raise RuntimeError(f"{self!r} exited without being entered")
+        else:
+            token = held  # type: ignore[assignment]
+            self._token = None
         token.var.reset(token)
 
     async def __aenter__(self) -> TenantContext:

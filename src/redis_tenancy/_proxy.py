@@ -53,6 +53,17 @@ def _failure(name: str, exc: Unresolved) -> Exception:
     return exc.public()
 
 
+def _slow_attr(proxy: object, name: str, build: Callable[[], Any]) -> Any:
+    """Resolve ``name`` when the hot path found no ready client."""
+    try:
+        client = build()
+    except Unresolved as exc:
+        if name == "__class__":  # isinstance() via ABCMeta asks for it
+            return object.__getattribute__(proxy, name)
+        raise _failure(name, exc) from None
+    return getattr(client, name)
+
+
 def _concrete(resolve: Callable[[], Any]) -> Any:
     try:
         return resolve()
@@ -72,15 +83,14 @@ def make_sync_proxy(host: ProxyHost) -> redis.Redis:
     get = host.var.get
 
     def resolve() -> redis.Redis:
-        return get().client
+        return get().sync_client()
 
     def __getattribute__(self: object, name: str, _get: Any = get, _getattr: Any = getattr) -> Any:
         try:
-            return _getattr(_get().client, name)
-        except Unresolved as exc:
-            if name == "__class__":  # isinstance() via ABCMeta asks for it
-                return object.__getattribute__(self, name)
-            raise _failure(name, exc) from None
+            client = _get().client
+        except AttributeError:  # not built yet, removed, or strict mode
+            return _slow_attr(self, name, resolve)
+        return _getattr(client, name)
 
     def __setattr__(self: object, name: str, value: Any) -> None:
         setattr(_concrete(resolve), name, value)
@@ -144,12 +154,7 @@ def make_async_proxy(host: ProxyHost) -> redis.asyncio.Redis:
             loop: asyncio.AbstractEventLoop = entry.loop
             if loop._thread_id == ident:  # type: ignore[attr-defined]
                 return _getattr(entry.client, name)
-        try:
-            return _getattr(slot.async_client(), name)
-        except Unresolved as exc:
-            if name == "__class__":  # isinstance() via ABCMeta asks for it
-                return object.__getattribute__(self, name)
-            raise _failure(name, exc) from None
+        return _slow_attr(self, name, slot.async_client)
 
     def __setattr__(self: object, name: str, value: Any) -> None:
         setattr(_concrete(resolve), name, value)

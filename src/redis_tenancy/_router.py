@@ -75,10 +75,12 @@ class Router:
         self.require_tenant = require_tenant
         self._lock = threading.RLock()
         self._tenants: dict[str, Tenant] = {name: default}
-        # Lookups by what callers pass: None and "" both mean the default tenant.
-        self._lookup: dict[str | None, Tenant] = {name: default, "": default, None: default}
+        #: Tenants by the names callers pass: ``None`` and ``""`` alias the default.
+        #: A plain attribute (not a property): ``tenant().__enter__`` reads it inline.
+        self.lookup: dict[str | None, Tenant] = {name: default, "": default, None: default}
         fallback: Tenant | StrictSlot = StrictSlot() if require_tenant else default
-        self._var: ContextVar[Tenant | StrictSlot] = ContextVar(
+        #: The ContextVar holding the active tenant object (read by the proxies).
+        self.var: ContextVar[Tenant | StrictSlot] = ContextVar(
             f"redis_tenancy.active_tenant.{id(self):x}", default=fallback
         )
         #: ``redis.Redis``-typed proxy to the active tenant's client.
@@ -91,11 +93,6 @@ class Router:
         return f"<Router {len(self._tenants)} tenants, default={self.default_name!r}{mode}>"
 
     # -- registry ---------------------------------------------------------------------
-
-    @property
-    def var(self) -> ContextVar[Tenant | StrictSlot]:
-        """The ContextVar holding the active tenant (read by the proxies)."""
-        return self._var
 
     def canonical(self, name: str | None) -> str:
         """Map ``None``/``""`` to the default tenant's name; reject non-strings."""
@@ -166,7 +163,7 @@ class Router:
 
     def _add(self, tenant: Tenant) -> None:
         self._tenants[tenant.name] = tenant
-        self._lookup[tenant.name] = tenant
+        self.lookup[tenant.name] = tenant
 
     def remove(self, name: str) -> None:
         """Unregister ``name`` and close its clients; later use raises UnknownTenantError.
@@ -180,7 +177,7 @@ class Router:
             tenant = self._tenants.pop(key, None)
             if tenant is None:
                 raise UnknownTenantError(key, len(self._tenants))
-            del self._lookup[key]
+            del self.lookup[key]
         tenant.close()
 
     def names(self) -> list[str]:
@@ -192,7 +189,7 @@ class Router:
         return self._get_tenant(name).settings
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str | None) and name in self._lookup
+        return isinstance(name, str | None) and name in self.lookup
 
     def __len__(self) -> int:
         return len(self._tenants)
@@ -210,36 +207,36 @@ class Router:
     def activate(self, name: str | None) -> Token[Any]:
         """Set the active tenant and return the ContextVar token (for ``reset``)."""
         try:
-            found = self._lookup[name]
+            found = self.lookup[name]
         except (KeyError, TypeError):
             check_name(name)
             raise UnknownTenantError(str(name), len(self._tenants)) from None
-        return self._var.set(found)
+        return self.var.set(found)
 
     def current(self) -> str:
         """The active tenant's name (the default tenant's outside any block).
 
         In strict mode, outside any block, raises ``NoActiveTenantError``.
         """
-        slot = self._var.get()
+        slot = self.var.get()
         if slot.name is None:
             try:
-                slot.client  # noqa: B018 - raises the strict-mode error
+                slot.build_client()  # raises the strict-mode error
             except Unresolved as exc:
                 raise exc.public() from None
         return str(slot.name)
 
     def client(self, name: str | None = None) -> redis.Redis:
         """The concrete ``redis.Redis`` of ``name`` (default: the active tenant)."""
-        slot = self._var.get() if name is None else self._get_tenant(name)
+        slot = self.var.get() if name is None else self._get_tenant(name)
         try:
-            return slot.client
+            return slot.sync_client()
         except Unresolved as exc:
             raise exc.public() from None
 
     def async_client(self, name: str | None = None) -> redis.asyncio.Redis:
         """The ``redis.asyncio.Redis`` of ``name`` (default: active) for the running loop."""
-        slot = self._var.get() if name is None else self._get_tenant(name)
+        slot = self.var.get() if name is None else self._get_tenant(name)
         try:
             return slot.async_client()
         except Unresolved as exc:
@@ -247,18 +244,18 @@ class Router:
 
     def _get_tenant(self, name: str | None) -> Tenant:
         if name is None:
-            slot = self._var.get()
+            slot = self.var.get()
             if isinstance(slot, Tenant):
                 return slot
             self.current()  # raises the strict-mode error
         try:
-            return self._lookup[self.canonical(name)]
+            return self.lookup[self.canonical(name)]
         except KeyError:
             raise UnknownTenantError(str(name), len(self._tenants)) from None
 
     def describe_active(self) -> str:
         """``tenant='acme' endpoint=redis://host:port/db`` for the active tenant."""
-        slot = self._var.get()
+        slot = self.var.get()
         if isinstance(slot, Tenant):
             return f"tenant={slot.name!r} endpoint={slot.settings.endpoint}"
         return repr(slot)
