@@ -63,10 +63,13 @@ class TenantContext:
             await POPOTO_ASYNC_REDIS_DB.get("k")
     """
 
-    __slots__ = ("_router", "_token", "name")
+    __slots__ = ("_lookup", "_router", "_set", "_token", "name")
 
     def __init__(self, router: Activator, name: str | None) -> None:
         self._router = router
+        # Bound once so __enter__ is one dict lookup and one ContextVar.set().
+        self._lookup = router.lookup
+        self._set = router.var.set
         self.name = name
         # The token of the open entry; a list of them only while this same instance
         # is re-entered (rare), so the common path stays two slot writes.
@@ -76,11 +79,10 @@ class TenantContext:
         return f"tenant({self.name!r})"
 
     def __enter__(self) -> TenantContext:
-        router = self._router
         try:
-            token = router.var.set(router.lookup[self.name])
+            token = self._set(self._lookup[self.name])
         except (KeyError, TypeError):
-            token = router.activate(self.name)  # raises UnknownTenantError
+            token = self._router.activate(self.name)  # raises UnknownTenantError
         held = self._token
         if held is None:
             self._token = token

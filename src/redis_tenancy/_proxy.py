@@ -53,14 +53,19 @@ def _failure(name: str, exc: Unresolved) -> Exception:
     return exc.public()
 
 
+def _unresolved(proxy: object, name: str, exc: Unresolved) -> Any:
+    """Answer ``name`` when the active slot cannot give a client."""
+    if name == "__class__":  # isinstance() via ABCMeta asks for it
+        return object.__getattribute__(proxy, name)
+    raise _failure(name, exc) from None
+
+
 def _slow_attr(proxy: object, name: str, build: Callable[[], Any]) -> Any:
     """Resolve ``name`` when the hot path found no ready client."""
     try:
         client = build()
     except Unresolved as exc:
-        if name == "__class__":  # isinstance() via ABCMeta asks for it
-            return object.__getattribute__(proxy, name)
-        raise _failure(name, exc) from None
+        return _unresolved(proxy, name, exc)
     return getattr(client, name)
 
 
@@ -87,10 +92,9 @@ def make_sync_proxy(host: ProxyHost) -> redis.Redis:
 
     def __getattribute__(self: object, name: str, _get: Any = get, _getattr: Any = getattr) -> Any:
         try:
-            client = _get().client
-        except AttributeError:  # not built yet, removed, or strict mode
-            return _slow_attr(self, name, resolve)
-        return _getattr(client, name)
+            return _getattr(_get().client, name)
+        except Unresolved as exc:  # removed tenant or strict mode
+            return _unresolved(self, name, exc)
 
     def __setattr__(self: object, name: str, value: Any) -> None:
         setattr(_concrete(resolve), name, value)

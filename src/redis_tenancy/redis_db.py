@@ -211,8 +211,10 @@ class tenant(TenantContext):
     """
 
     __slots__ = ()
-    # A class attribute shadowing the base slot: one write less per construction.
+    # Class attributes shadowing the base slots: fewer writes per construction.
     _router = default_router
+    _lookup = default_router.lookup
+    _set = default_router.var.set
 
     def __init__(self, name: str | None = None) -> None:
         if name is not None and type(name) is not str:
