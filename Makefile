@@ -22,7 +22,7 @@ demo: $(VENV)/.stamp-embedded
 test: $(VENV)/.stamp-test
 	$(PY) -m ruff check src tests examples bench
 	$(PY) -m ruff format --check src tests examples bench
-	$(PY) -m mypy src tests examples
+	$(PY) -m mypy src tests examples bench
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.stamp-bench $(VENV)/.stamp-embedded
