@@ -11,11 +11,12 @@ from redis_tenancy.redis_db import (
     POPOTO_ASYNC_REDIS_DB,
     POPOTO_REDIS_DB,
     current_tenant,
+    get_REDIS_DB,
     set_REDIS_DB_settings,
     tenant,
 )
 
-from .conftest import Servers, direct, wait_until
+from .conftest import Servers, direct, server_port, wait_until
 
 THREADS, THREAD_OPS = 32, 1000
 TASKS, TASK_OPS = 500, 36  # 32 000 + 18 000 = 50 000 operations
@@ -130,3 +131,35 @@ def test_replacing_a_tenant_while_eight_threads_run_commands(servers: Servers) -
         assert list(b.scan_iter("post:*")) == []
         assert len(list(c.scan_iter("post:*", count=1000))) == sum(after_counts)
         assert int(b.get("ops") or 0) >= 2000
+
+
+def test_replaced_pool_closes_idle_now_and_busy_when_command_ends(servers: Servers) -> None:
+    set_REDIS_DB_settings("moving", url=servers.b.url)
+    with tenant("moving"):
+        POPOTO_REDIS_DB.ping()  # one idle pooled connection on b
+    popped: list[object] = []
+    held: list[object] = []  # keeps the old client alive: closing must not rely on GC
+    blocked = threading.Event()
+
+    def blocking_pop() -> None:
+        with tenant("moving"):
+            client = get_REDIS_DB()
+            held.append(client)
+            blocked.set()
+            popped.append(client.blpop(["queue"], timeout=20))
+
+    worker = threading.Thread(target=blocking_pop)
+    with direct(servers.b) as b:
+        b.client_setname("observer")
+        worker.start()
+        blocked.wait(timeout=10)
+        wait_until(lambda: b.info("clients")["blocked_clients"] == 1, what="BLPOP")
+        set_REDIS_DB_settings("moving", url=servers.c.url)
+        # The idle connection is closed at once; the blocked command keeps its own.
+        wait_until(lambda: b.info("clients")["connected_clients"] == 2, what="idle closed")
+        b.rpush("queue", "job")
+        worker.join(timeout=10)
+        assert popped == [(b"queue", b"job")]
+        wait_until(lambda: b.info("clients")["connected_clients"] == 1, what="busy closed")
+    with tenant("moving"):
+        assert server_port(get_REDIS_DB()) == servers.c.port

@@ -159,7 +159,7 @@ class Tenant:
             self.client = Pending(self)
             self._bump_async_generation()
         if old is not None:
-            old.connection_pool.disconnect(inuse_connections=False)
+            retire_pool(old.connection_pool)
 
     def replace_async(self, settings: TenantSettings) -> redis.asyncio.Redis | None:
         """Swap in new async settings; return this loop's old client, if any."""
@@ -245,6 +245,25 @@ class Tenant:
             self._bump_async_generation()
         if old is not None:
             old.connection_pool.disconnect()
+
+
+def retire_pool(pool: redis.ConnectionPool) -> None:
+    """Close ``pool``'s idle connections now and each busy one as its command ends.
+
+    The pool belongs to a client the router made and is about to forget, so its
+    ``release`` is wrapped (on this instance only) to disconnect a connection before
+    handing it back: the old server sees every connection of a replaced tenant go once
+    the last command on it has finished, without waiting for garbage collection.
+    redis-py's ``mark_for_reconnect`` is no help here: it reconnects at once.
+    """
+    release = pool.release
+
+    def release_closed(connection: Any) -> None:
+        connection.disconnect()  # still ours: nobody else can be using it
+        release(connection)
+
+    pool.release = release_closed  # type: ignore[method-assign]
+    pool.disconnect(inuse_connections=False)
 
 
 async def _closer(tenant: Tenant, entry: LoopClients) -> AsyncGenerator[None, None]:
