@@ -150,16 +150,9 @@ class Tenant:
         """Swap in new settings; running commands finish on the old clients.
 
         New accesses build fresh clients from ``settings``. The old sync pool's idle
-        connections are closed now; the ones in use are closed when the commands
-        holding them finish and drop the last reference to the old client.
+        connections are closed now, busy ones as their commands finish.
         """
-        with self._lock:
-            old = self.built_client()
-            self.settings = settings
-            self.client = Pending(self)
-            self._bump_async_generation()
-        if old is not None:
-            retire_pool(old.connection_pool)
+        self._retire_clients(settings)
 
     def replace_async(self, settings: TenantSettings) -> redis.asyncio.Redis | None:
         """Swap in new async settings; return this loop's old client, if any."""
@@ -237,14 +230,21 @@ class Tenant:
     # -- lifecycle --------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the sync pool and forget every async client (used on removal)."""
+        """Unregister: later use raises; running commands finish, then connections close."""
+        self._retire_clients(None)
+
+    def _retire_clients(self, settings: TenantSettings | None) -> None:
+        # One place for replace and removal: swap under the lock, close outside it.
         with self._lock:
-            self.removed = True
             old = self.built_client()
+            if settings is None:
+                self.removed = True
+            else:
+                self.settings = settings
             self.client = Pending(self)
             self._bump_async_generation()
         if old is not None:
-            old.connection_pool.disconnect()
+            retire_pool(old.connection_pool)
 
 
 def retire_pool(pool: redis.ConnectionPool) -> None:
