@@ -83,6 +83,52 @@ def _safe_repr(kind: str, host: ProxyHost) -> str:
         return f"<{kind} proxy (unresolvable)>"
 
 
+def _build_proxy(
+    name: str,
+    base: type,
+    kind: str,
+    host: ProxyHost,
+    getattribute: Callable[..., Any],
+    resolve: Callable[[], Any],
+    doc: str,
+) -> Any:
+    """Make the proxy class over ``base`` and return its single instance.
+
+    Only ``__getattribute__`` differs between the sync and async proxies; writes,
+    deletes, ``dir()`` and ``repr()`` share this code and go through ``resolve``.
+    """
+
+    def __setattr__(self: object, attr: str, value: Any) -> None:
+        setattr(_concrete(resolve), attr, value)
+
+    def __delattr__(self: object, attr: str) -> None:
+        delattr(_concrete(resolve), attr)
+
+    def __dir__(self: object) -> list[str]:
+        try:
+            return dir(resolve())
+        except Unresolved:
+            return dir(base)
+
+    cls = type(
+        name,
+        (base,),
+        {
+            "__slots__": (),
+            "__module__": __name__,
+            "__doc__": doc,
+            "__getattribute__": getattribute,
+            "__setattr__": __setattr__,
+            "__delattr__": __delattr__,
+            "__dir__": __dir__,
+            "__repr__": lambda self: _safe_repr(kind, host),
+            # redis-py's __del__ would close the *active* client when the proxy dies.
+            "__del__": lambda self: None,
+        },
+    )
+    return object.__new__(cls)
+
+
 def make_sync_proxy(host: ProxyHost) -> redis.Redis:
     """Build the ``redis.Redis``-typed proxy over ``host``'s active tenant."""
     get = host.var.get
@@ -96,34 +142,18 @@ def make_sync_proxy(host: ProxyHost) -> redis.Redis:
         except Unresolved as exc:  # removed tenant or strict mode
             return _unresolved(self, name, exc)
 
-    def __setattr__(self: object, name: str, value: Any) -> None:
-        setattr(_concrete(resolve), name, value)
-
-    def __delattr__(self: object, name: str) -> None:
-        delattr(_concrete(resolve), name)
-
-    def __dir__(self: object) -> list[str]:
-        try:
-            return dir(resolve())
-        except Unresolved:
-            return dir(redis.Redis)
-
-    cls = type(
-        "TenantRedisProxy",
-        (redis.Redis,),
-        {
-            "__slots__": (),
-            "__module__": __name__,
-            "__doc__": "Proxy resolving to the active tenant's redis.Redis on every access.",
-            "__getattribute__": __getattribute__,
-            "__setattr__": __setattr__,
-            "__delattr__": __delattr__,
-            "__dir__": __dir__,
-            "__repr__": lambda self: _safe_repr("redis.Redis", host),
-            "__del__": lambda self: None,
-        },
+    return cast(
+        redis.Redis,
+        _build_proxy(
+            "TenantRedisProxy",
+            redis.Redis,
+            "redis.Redis",
+            host,
+            __getattribute__,
+            resolve,
+            "Proxy resolving to the active tenant's redis.Redis on every access.",
+        ),
     )
-    return cast(redis.Redis, object.__new__(cls))
 
 
 def make_async_proxy(host: ProxyHost) -> redis.asyncio.Redis:
@@ -136,7 +166,6 @@ def make_async_proxy(host: ProxyHost) -> redis.asyncio.Redis:
     time, so that check is exact; anything else takes the slow path.
     """
     get = host.var.get
-    ident_of = threading.get_ident
 
     def resolve() -> redis.asyncio.Redis:
         return get().async_client()
@@ -145,7 +174,7 @@ def make_async_proxy(host: ProxyHost) -> redis.asyncio.Redis:
         self: object,
         name: str,
         _get: Any = get,
-        _ident: Any = ident_of,
+        _ident: Any = threading.get_ident,
         _getattr: Any = getattr,
     ) -> Any:
         ident = _ident()
@@ -160,32 +189,16 @@ def make_async_proxy(host: ProxyHost) -> redis.asyncio.Redis:
                 return _getattr(entry.client, name)
         return _slow_attr(self, name, slot.async_client)
 
-    def __setattr__(self: object, name: str, value: Any) -> None:
-        setattr(_concrete(resolve), name, value)
-
-    def __delattr__(self: object, name: str) -> None:
-        delattr(_concrete(resolve), name)
-
-    def __dir__(self: object) -> list[str]:
-        try:
-            return dir(resolve())
-        except Unresolved:
-            return dir(redis.asyncio.Redis)
-
-    cls = type(
-        "TenantAsyncRedisProxy",
-        (redis.asyncio.Redis,),
-        {
-            "__slots__": (),
-            "__module__": __name__,
-            "__doc__": "Proxy resolving to the active tenant's redis.asyncio.Redis "
+    return cast(
+        redis.asyncio.Redis,
+        _build_proxy(
+            "TenantAsyncRedisProxy",
+            redis.asyncio.Redis,
+            "redis.asyncio.Redis",
+            host,
+            __getattribute__,
+            resolve,
+            "Proxy resolving to the active tenant's redis.asyncio.Redis "
             "for the running event loop on every access.",
-            "__getattribute__": __getattribute__,
-            "__setattr__": __setattr__,
-            "__delattr__": __delattr__,
-            "__dir__": __dir__,
-            "__repr__": lambda self: _safe_repr("redis.asyncio.Redis", host),
-            "__del__": lambda self: None,
-        },
+        ),
     )
-    return cast(redis.asyncio.Redis, object.__new__(cls))

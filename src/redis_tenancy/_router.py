@@ -37,8 +37,6 @@ __all__ = ["Router"]
 
 logger = logging.getLogger("POPOTO-REDIS_DB")
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-
 
 class Router:
     """Per-tenant Redis clients selected by a ContextVar.
