@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import redis
 import redis.asyncio
 
-from ._tenant import StrictSlot, Tenant, Unresolved
+from ._tenant import StrictSlot, Tenant, Unresolved, resolved
 
 if TYPE_CHECKING:
     import asyncio
@@ -69,13 +69,6 @@ def _slow_attr(proxy: object, name: str, build: Callable[[], Any]) -> Any:
     return getattr(client, name)
 
 
-def _concrete(resolve: Callable[[], Any]) -> Any:
-    try:
-        return resolve()
-    except Unresolved as exc:
-        raise exc.public() from None
-
-
 def _safe_repr(kind: str, host: ProxyHost) -> str:
     try:
         return f"<{kind} proxy {host.describe_active()}>"
@@ -99,10 +92,10 @@ def _build_proxy(
     """
 
     def __setattr__(self: object, attr: str, value: Any) -> None:
-        setattr(_concrete(resolve), attr, value)
+        setattr(resolved(resolve), attr, value)
 
     def __delattr__(self: object, attr: str) -> None:
-        delattr(_concrete(resolve), attr)
+        delattr(resolved(resolve), attr)
 
     def __dir__(self: object) -> list[str]:
         try:

@@ -31,7 +31,7 @@ from ._settings import (
     normalize_kwargs,
     parse_settings,
 )
-from ._tenant import StrictSlot, Tenant, Unresolved
+from ._tenant import StrictSlot, Tenant, resolved
 
 __all__ = ["Router"]
 
@@ -218,27 +218,18 @@ class Router:
         """
         slot = self.var.get()
         if slot.name is None:
-            try:
-                slot.build_client()  # raises the strict-mode error
-            except Unresolved as exc:
-                raise exc.public() from None
+            resolved(slot.build_client)  # raises the strict-mode error
         return str(slot.name)
 
     def client(self, name: str | None = None) -> redis.Redis:
         """The concrete ``redis.Redis`` of ``name`` (default: the active tenant)."""
         slot = self.var.get() if name is None else self._get_tenant(name)
-        try:
-            return slot.sync_client()
-        except Unresolved as exc:
-            raise exc.public() from None
+        return resolved(slot.sync_client)
 
     def async_client(self, name: str | None = None) -> redis.asyncio.Redis:
         """The ``redis.asyncio.Redis`` of ``name`` (default: active) for the running loop."""
         slot = self.var.get() if name is None else self._get_tenant(name)
-        try:
-            return slot.async_client()
-        except Unresolved as exc:
-            raise exc.public() from None
+        return resolved(slot.async_client)
 
     def _get_tenant(self, name: str | None) -> Tenant:
         if name is None:

@@ -41,8 +41,11 @@ DEFAULT_SOCKET_CONNECT_TIMEOUT = 5
 #: Where the default tenant points when ``REDIS_URL`` is not set.
 FALLBACK_URL = "redis://127.0.0.1:6379/0"
 
-_SYNC_PARAMS = frozenset(inspect.signature(redis.Redis.__init__).parameters) - {"self"}
-_ASYNC_PARAMS = frozenset(inspect.signature(redis.asyncio.Redis.__init__).parameters) - {"self"}
+# Computed once: inspect.signature() is slow and registration may run 100 000 times.
+_SYNC_SIGNATURE = inspect.signature(redis.Redis)
+_ASYNC_SIGNATURE = inspect.signature(redis.asyncio.Redis)
+_SYNC_PARAMS = frozenset(_SYNC_SIGNATURE.parameters)
+_ASYNC_PARAMS = frozenset(_ASYNC_SIGNATURE.parameters)
 #: Keywords the router consumes itself; they never reach redis.Redis.
 _OWN_KEYWORDS = frozenset({"url"})
 
@@ -172,7 +175,7 @@ def normalize_kwargs(
     given = dict(kwargs)
     url = given.pop("url", None)
     _reject_unknown(where, given, params, client, source="keyword")
-    signature = inspect.signature(redis.asyncio.Redis if for_async else redis.Redis)
+    signature = _ASYNC_SIGNATURE if for_async else _SYNC_SIGNATURE
     try:
         bound = signature.bind_partial(*args, **given)
     except TypeError as exc:

@@ -10,10 +10,10 @@ Clients are built lazily: until the first use, the ``client`` slot holds a
 tenant's lock), stores it in the slot and forwards the read. The proxies' hot path is
 therefore a plain slot read with no branch and no ``try``; removed tenants and strict
 mode keep a stand-in forever, whose reads raise :class:`Unresolved`.
-Async clients are kept per
-(tenant, event loop); each loop's clients are closed by an async generator that the
-loop itself finalises in ``shutdown_asyncgens()`` (what ``asyncio.run`` and
-``asyncio.Runner`` call), so nothing outlives its loop.
+
+Async clients are kept per (tenant, event loop); each loop's clients are closed by an
+async generator that the loop itself finalises in ``shutdown_asyncgens()`` (what
+``asyncio.run`` and ``asyncio.Runner`` call), so nothing outlives its loop.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncGenerator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
@@ -30,7 +30,9 @@ import redis.asyncio
 from ._errors import NoActiveTenantError, NoEventLoopError, PopotoException, UnknownTenantError
 from ._settings import TenantSettings
 
-__all__ = ["LoopClients", "StrictSlot", "Tenant", "Unresolved"]
+__all__ = ["LoopClients", "Pending", "StrictSlot", "Tenant", "Unresolved", "resolved"]
+
+T = TypeVar("T")
 
 
 class Unresolved(Exception):
@@ -44,6 +46,14 @@ class Unresolved(Exception):
     def __init__(self, make: Callable[[], PopotoException]) -> None:
         super().__init__()
         self.public = make
+
+
+def resolved(call: Callable[[], T]) -> T:
+    """Run ``call``; turn an internal :class:`Unresolved` into its public, logged error."""
+    try:
+        return call()
+    except Unresolved as exc:
+        raise exc.public() from None
 
 
 class Pending:
