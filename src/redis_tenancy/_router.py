@@ -31,7 +31,7 @@ from ._settings import (
     normalize_kwargs,
     parse_settings,
 )
-from ._tenant import StrictSlot, Tenant, resolved
+from ._tenant import StrictSlot, Tenant, Unresolved, resolved
 
 __all__ = ["Router"]
 
@@ -224,7 +224,10 @@ class Router:
     def client(self, name: str | None = None) -> redis.Redis:
         """The concrete ``redis.Redis`` of ``name`` (default: the active tenant)."""
         slot = self.var.get() if name is None else self._get_tenant(name)
-        return resolved(slot.sync_client)
+        try:  # inline, not resolved(): get_REDIS_DB() is on callers' hot paths
+            return slot.sync_client()
+        except Unresolved as exc:
+            raise exc.public() from None
 
     def async_client(self, name: str | None = None) -> redis.asyncio.Redis:
         """The ``redis.asyncio.Redis`` of ``name`` (default: active) for the running loop."""
