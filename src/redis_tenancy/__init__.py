@@ -13,9 +13,13 @@ from ._context import copy_tenant_context as copy_tenant_context
 from ._errors import InvalidTenantNameError as InvalidTenantNameError
 from ._errors import NoActiveTenantError as NoActiveTenantError
 from ._errors import NoEventLoopError as NoEventLoopError
+from ._errors import NoHealthyEndpointError as NoHealthyEndpointError
 from ._errors import PopotoException as PopotoException
 from ._errors import TenantConfigError as TenantConfigError
 from ._errors import UnknownTenantError as UnknownTenantError
+from ._failover import EndpointStatus as EndpointStatus
+from ._failover import FailoverEvent as FailoverEvent
+from ._failover import TenantStatus as TenantStatus
 from ._router import Router as Router
 from ._settings import TenantSettings as TenantSettings
 from .redis_db import BEGINNING_OF_TIME as BEGINNING_OF_TIME
@@ -30,10 +34,12 @@ from .redis_db import default_router as default_router
 from .redis_db import get_async_redis_db as get_async_redis_db
 from .redis_db import get_REDIS_DB as get_REDIS_DB
 from .redis_db import print_redis_info as print_redis_info
+from .redis_db import register_failover_url as register_failover_url
 from .redis_db import scan_keys as scan_keys
 from .redis_db import set_async_redis_db_settings as set_async_redis_db_settings
 from .redis_db import set_REDIS_DB_settings as set_REDIS_DB_settings
 from .redis_db import tenant as tenant
+from .redis_db import tenant_status as tenant_status
 
 __version__ = "0.1.0"
 
@@ -42,14 +48,18 @@ __all__ = [
     "ENCODING",
     "POPOTO_ASYNC_REDIS_DB",
     "POPOTO_REDIS_DB",
+    "EndpointStatus",
+    "FailoverEvent",
     "InvalidTenantNameError",
     "NoActiveTenantError",
     "NoEventLoopError",
+    "NoHealthyEndpointError",
     "PopotoException",
     "Router",
     "TenantConfigError",
     "TenantContext",
     "TenantSettings",
+    "TenantStatus",
     "UnknownTenantError",
     "async_check_connection",
     "async_scan_keys",
@@ -60,8 +70,10 @@ __all__ = [
     "get_REDIS_DB",
     "get_async_redis_db",
     "print_redis_info",
+    "register_failover_url",
     "scan_keys",
     "set_REDIS_DB_settings",
     "set_async_redis_db_settings",
     "tenant",
+    "tenant_status",
 ]

@@ -10,7 +10,8 @@ describes it, so ``except TypeError`` / ``except ValueError`` keep working too::
     │   └── InvalidTenantNameError      (TypeError)  a name that is not a str
     ├── UnknownTenantError              a name nobody registered
     ├── NoActiveTenantError             (RuntimeError) strict mode, outside tenant()
-    └── NoEventLoopError                (RuntimeError) async proxy without a running loop
+    ├── NoEventLoopError                (RuntimeError) async proxy without a running loop
+    └── NoHealthyEndpointError          (redis ConnectionError) every endpoint is down
 
 Errors that Redis itself returns (``redis.exceptions.*``) pass through untouched.
 Messages are built from redacted values only: no password or token ever reaches
@@ -21,10 +22,13 @@ from __future__ import annotations
 
 import logging
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 __all__ = [
     "InvalidTenantNameError",
     "NoActiveTenantError",
     "NoEventLoopError",
+    "NoHealthyEndpointError",
     "PopotoException",
     "TenantConfigError",
     "UnknownTenantError",
@@ -77,3 +81,12 @@ class NoActiveTenantError(PopotoException, RuntimeError):
 
 class NoEventLoopError(PopotoException, RuntimeError):
     """The async proxy was used where no event loop is running."""
+
+
+class NoHealthyEndpointError(PopotoException, RedisConnectionError):
+    """Every endpoint of a tenant is down (or its circuit is open).
+
+    A ``redis.exceptions.ConnectionError`` too, so existing ``except`` blocks for a
+    dead server keep working. The message lists each endpoint (redacted) with its own
+    last error and when it will next be probed.
+    """

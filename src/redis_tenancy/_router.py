@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -21,11 +21,14 @@ import redis.asyncio
 import redis.asyncio.retry
 
 from ._context import TenantContext
-from ._errors import UnknownTenantError
+from ._errors import TenantConfigError, UnknownTenantError
+from ._failover import FailoverEvent, TenantStatus
 from ._proxy import make_async_proxy, make_sync_proxy
+from ._redact import redact_url
 from ._settings import (
     FALLBACK_URL,
     TenantSettings,
+    add_failover_endpoints,
     check_name,
     default_tenant_name,
     normalize_kwargs,
@@ -68,7 +71,8 @@ class Router:
         if not isinstance(name, str):
             check_name(name)
         url = default_url or os.environ.get("REDIS_URL") or FALLBACK_URL
-        default = Tenant(parse_settings(name, (), {"url": url}))
+        self._hooks: list[Callable[[FailoverEvent], object]] = []
+        default = Tenant(parse_settings(name, (), {"url": url}), self._announce)
         self.default_name: str = name
         self.require_tenant = require_tenant
         self._lock = threading.RLock()
@@ -121,14 +125,15 @@ class Router:
         the caller should close (it cannot be awaited here).
         """
         key = self.canonical(name)
-        async_kwargs = normalize_kwargs(key, args, kwargs, for_async=True)
+        async_kwargs, topology = normalize_kwargs(key, args, kwargs, for_async=True)
         with self._lock:
             existing = self._tenants.get(key)
             if existing is None:
-                settings = parse_settings(key, args, _sync_view(kwargs)).with_async(async_kwargs)
-                self._add(Tenant(settings))
+                settings = parse_settings(key, args, _sync_view(kwargs))
+                settings = settings.with_async(async_kwargs, topology)
+                self._add(Tenant(settings, self._announce))
                 return settings, None
-            settings = existing.settings.with_async(async_kwargs)
+            settings = existing.settings.with_async(async_kwargs, topology)
             old = existing.replace_async(settings)
         logger.debug("tenant %r async side set: %s", key, settings.async_endpoint)
         return settings, old
@@ -153,7 +158,7 @@ class Router:
             for settings in parsed:
                 existing = self._tenants.get(settings.name)
                 if existing is None:
-                    self._add(Tenant(settings))
+                    self._add(Tenant(settings, self._announce))
                 else:
                     existing.replace(settings)
         for settings in parsed:
@@ -177,6 +182,93 @@ class Router:
                 raise UnknownTenantError(key, len(self._tenants))
             del self.lookup[key]
         tenant.close()
+
+    # -- failover -----------------------------------------------------------------------
+
+    def add_failover(self, name: str | None, *urls: str) -> TenantSettings:
+        """Append failover endpoints to tenant ``name`` (tried in the order added).
+
+        Takes effect for the next connection the tenant opens: commands already running
+        and connections already open are not touched, and no client is rebuilt. A URL
+        may carry its own credentials and db; parts it leaves out are the primary's.
+
+        Raises:
+            TenantConfigError: a bad URL, a duplicate endpoint, or a tenant that cannot
+                fail over (Sentinel, Cluster, unix socket, own connection pool).
+            UnknownTenantError: ``name`` is not registered.
+        """
+        with self._lock:
+            tenant = self._get_tenant(name)
+            settings = tenant.settings
+            where = f"tenant {tenant.name!r}"
+            if settings.topology.kind != "standalone":
+                raise TenantConfigError(
+                    f"{where}: failover urls need a redis:// or rediss:// primary, "
+                    f"not a {settings.topology.kind} tenant"
+                )
+            failover = add_failover_endpoints(
+                where, settings.redis_kwargs, settings.topology.failover, urls
+            )
+            settings = settings.with_failover(failover)
+            tenant.set_failover(settings)
+        logger.info("tenant %r failover endpoints: %s", tenant.name, _shown(failover))
+        return settings
+
+    def remove_failover(self, name: str | None, url: str) -> TenantSettings:
+        """Remove one failover endpoint (matched by host, port and db) from ``name``.
+
+        Pooled connections to it are dropped when next used; new ones go elsewhere.
+        """
+        with self._lock:
+            tenant = self._get_tenant(name)
+            settings = tenant.settings
+            where = f"tenant {tenant.name!r}"
+            probe = add_failover_endpoints(where, settings.redis_kwargs, (), [url])[0]
+            kept = tuple(e for e in settings.topology.failover if not _same(e, probe))
+            if len(kept) == len(settings.topology.failover):
+                raise TenantConfigError(
+                    f"{where}: {redact_url(url)} is not one of its failover urls "
+                    f"({_shown(settings.topology.failover) or 'it has none'})"
+                )
+            settings = settings.with_failover(kept)
+            tenant.set_failover(settings)
+        logger.info("tenant %r failover endpoints: %s", tenant.name, _shown(kept) or "none")
+        return settings
+
+    def status(self, name: str | None = None) -> TenantStatus:
+        """Endpoints of ``name`` (default: the active tenant) with their circuit states.
+
+        Each endpoint (redacted) with ``closed`` / ``open`` / ``half-open``, its
+        consecutive failures and last error; which endpoint new connections use; and
+        how many failovers and failbacks happened. Pure bookkeeping: no I/O.
+        """
+        return self._get_tenant(name).status()
+
+    def on_failover(self, callback: Callable[[FailoverEvent], object]) -> Callable[[], None]:
+        """Call ``callback(event)`` whenever a tenant's new connections switch endpoint.
+
+        The callback runs in the thread (or event loop) that made the connection which
+        noticed the switch, so keep it quick. Errors it raises are logged, never passed
+        to the caller. Returns a function that unregisters it.
+        """
+        self._hooks.append(callback)
+        return lambda: self._hooks.remove(callback) if callback in self._hooks else None
+
+    def _announce(self, event: FailoverEvent) -> None:
+        reason = f" after {event.reason}" if event.reason else ""
+        logger.warning(
+            "tenant %r %s: %s -> %s%s",
+            event.tenant,
+            event.kind,
+            event.from_endpoint,
+            event.to_endpoint,
+            reason,
+        )
+        for hook in list(self._hooks):
+            try:
+                hook(event)
+            except Exception:
+                logger.exception("on_failover hook %r failed", hook)
 
     def names(self) -> list[str]:
         """Registered tenant names, default first."""
@@ -272,3 +364,11 @@ def _sync_view(kwargs: Mapping[str, Any]) -> dict[str, Any]:
         if k != "auto_close_connection_pool"
         and not (k == "retry" and isinstance(v, redis.asyncio.retry.Retry))
     }
+
+
+def _same(a: Any, b: Any) -> bool:
+    return (a.host, a.port, a.db) == (b.host, b.port, b.db)
+
+
+def _shown(endpoints: tuple[Any, ...]) -> str:
+    return ", ".join(e.shown for e in endpoints)

@@ -12,9 +12,10 @@ import difflib
 import inspect
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import unquote
 
 import redis
 import redis.asyncio
@@ -23,13 +24,17 @@ import redis.retry
 from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 
 from ._errors import InvalidTenantNameError, TenantConfigError
+from ._failover import DEFAULT_POLICY, CircuitPolicy
 from ._redact import MASK, describe_value, redact_text, redact_url
 
 __all__ = [
     "DEFAULT_SOCKET_CONNECT_TIMEOUT",
     "DEFAULT_SOCKET_TIMEOUT",
     "FALLBACK_URL",
+    "STANDALONE",
+    "Endpoint",
     "TenantSettings",
+    "Topology",
     "check_name",
     "default_tenant_name",
     "parse_settings",
@@ -47,7 +52,22 @@ _ASYNC_SIGNATURE = inspect.signature(redis.asyncio.Redis)
 _SYNC_PARAMS = frozenset(_SYNC_SIGNATURE.parameters)
 _ASYNC_PARAMS = frozenset(_ASYNC_SIGNATURE.parameters)
 #: Keywords the router consumes itself; they never reach redis.Redis.
-_OWN_KEYWORDS = frozenset({"url"})
+_ROUTER_KEYWORDS = frozenset(
+    {
+        "cluster",
+        "failover_cooldown",
+        "failover_threshold",
+        "failover_urls",
+        "sentinel_kwargs",
+        "sentinels",
+        "service_name",
+    }
+)
+_OWN_KEYWORDS = _ROUTER_KEYWORDS | {"url"}
+_SENTINEL_SCHEME = "redis+sentinel://"
+_CLUSTER_SCHEME = "redis+cluster://"
+#: What a failover URL may say; everything else is the primary's.
+_FAILOVER_URL_KEYS = frozenset({"host", "port", "db", "username", "password", "ssl"})
 
 
 def default_tenant_name() -> str:
@@ -113,6 +133,51 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 @dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A failover endpoint: where to connect, and credentials/db if they differ.
+
+    ``None`` fields take the primary's value, so ``redis://backup:6379`` on a tenant
+    with a password and db 3 connects to the backup with that password and db 3.
+    """
+
+    host: str
+    port: int
+    db: int | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    shown: str = ""
+
+    def same_place(self, other: Endpoint) -> bool:
+        return (self.host, self.port, self.db) == (other.host, other.port, other.db)
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """How a tenant reaches its data: one server (with failover URLs), Sentinel or Cluster.
+
+    Attributes:
+        kind: ``"standalone"``, ``"sentinel"``, ``"cluster"`` or ``"custom"`` (a
+            unix socket, or the caller's own connection pool/class: connected as
+            given, with no failover).
+        nodes: Sentinel addresses, or Cluster startup nodes.
+        service: the Sentinel service name.
+        failover: failover endpoints after the primary, in priority order.
+        policy: the circuit breaker's cooldown and threshold.
+        sentinel_kwargs: keywords for the connections to the sentinels themselves.
+    """
+
+    kind: str = "standalone"
+    nodes: tuple[tuple[str, int], ...] = ()
+    service: str = ""
+    failover: tuple[Endpoint, ...] = ()
+    policy: CircuitPolicy = DEFAULT_POLICY
+    sentinel_kwargs: Mapping[str, Any] | None = field(default=None, repr=False)
+
+
+STANDALONE = Topology()
+
+
+@dataclass(frozen=True, slots=True)
 class TenantSettings:
     """What a tenant connects to: keyword arguments for the sync and async clients.
 
@@ -122,6 +187,9 @@ class TenantSettings:
         async_kwargs: keywords for ``redis.asyncio.Redis``; derived from
             ``redis_kwargs`` unless overridden by ``set_async_redis_db_settings``.
         endpoint: redacted ``scheme://host:port/db`` for logs and reprs.
+        async_endpoint: the same for the async side.
+        topology: standalone (plus failover endpoints), Sentinel or Cluster.
+        async_topology: the async side's; the same object unless overridden.
     """
 
     name: str
@@ -129,18 +197,29 @@ class TenantSettings:
     async_kwargs: Mapping[str, Any] = field(repr=False)
     endpoint: str
     async_endpoint: str
+    topology: Topology = STANDALONE
+    async_topology: Topology = STANDALONE
 
     def __repr__(self) -> str:
         return f"TenantSettings(name={self.name!r}, endpoint={self.endpoint!r})"
 
-    def with_async(self, async_kwargs: Mapping[str, Any]) -> TenantSettings:
+    def with_async(self, async_kwargs: Mapping[str, Any], topology: Topology) -> TenantSettings:
         """Return a copy whose async side uses ``async_kwargs`` (already validated)."""
-        return TenantSettings(
-            name=self.name,
-            redis_kwargs=self.redis_kwargs,
+        return replace(
+            self,
             async_kwargs=MappingProxyType(dict(async_kwargs)),
-            endpoint=self.endpoint,
-            async_endpoint=describe_endpoint(async_kwargs),
+            async_endpoint=describe_endpoint(async_kwargs, topology),
+            async_topology=topology,
+        )
+
+    def with_failover(self, failover: tuple[Endpoint, ...]) -> TenantSettings:
+        """Return a copy with another failover list on both sides (already validated)."""
+        sync = replace(self.topology, failover=failover)
+        same = self.async_topology is self.topology
+        return replace(
+            self,
+            topology=sync,
+            async_topology=sync if same else replace(self.async_topology, failover=failover),
         )
 
 
@@ -154,26 +233,32 @@ def parse_settings(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) 
     Raises:
         TenantConfigError: naming the tenant and the offending keyword or URL.
     """
-    sync = normalize_kwargs(name, args, kwargs, for_async=False)
+    sync, topology = normalize_kwargs(name, args, kwargs, for_async=False)
     derived = derive_async_kwargs(sync)
     return TenantSettings(
         name=name,
         redis_kwargs=MappingProxyType(sync),
         async_kwargs=MappingProxyType(derived),
-        endpoint=describe_endpoint(sync),
-        async_endpoint=describe_endpoint(derived),
+        endpoint=describe_endpoint(sync, topology),
+        async_endpoint=describe_endpoint(derived, topology),
+        topology=topology,
+        async_topology=topology,
     )
 
 
 def normalize_kwargs(
     name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], *, for_async: bool
-) -> dict[str, Any]:
-    """Bind positional arguments, merge ``url=``, apply defaults and check types."""
+) -> tuple[dict[str, Any], Topology]:
+    """Bind positional arguments, merge ``url=``, apply defaults and check types.
+
+    Returns the client keywords and the topology (router keywords removed).
+    """
     params = _ASYNC_PARAMS if for_async else _SYNC_PARAMS
     client = "redis.asyncio.Redis" if for_async else "redis.Redis"
     where = f"tenant {name!r}"
     given = dict(kwargs)
     url = given.pop("url", None)
+    own = {k: given.pop(k) for k in _ROUTER_KEYWORDS & given.keys()}
     _reject_unknown(where, given, params, client, source="keyword")
     signature = _ASYNC_SIGNATURE if for_async else _SYNC_SIGNATURE
     try:
@@ -181,7 +266,13 @@ def normalize_kwargs(
     except TypeError as exc:
         raise TenantConfigError(f"{where}: bad arguments for {client}: {exc}") from None
     merged: dict[str, Any] = dict(bound.arguments)
-    if url is not None:
+    nodes: tuple[tuple[str, int], ...] = ()
+    service = ""
+    if isinstance(url, str) and url.startswith((_SENTINEL_SCHEME, _CLUSTER_SCHEME)):
+        from_url, nodes, service = _multi_host_url(where, url, params, client)
+        merged.update(from_url)
+        own.setdefault("cluster", url.startswith(_CLUSTER_SCHEME))
+    elif url is not None:
         merged.update(_url_kwargs(where, url, params, client))
     merged.setdefault("socket_timeout", DEFAULT_SOCKET_TIMEOUT)
     merged.setdefault("socket_connect_timeout", DEFAULT_SOCKET_CONNECT_TIMEOUT)
@@ -191,7 +282,199 @@ def normalize_kwargs(
             raise TenantConfigError(
                 f"{where}: {key} must be {check[1]}, got {describe_value(key, value)}"
             )
-    return merged
+    return merged, _topology(where, merged, own, nodes, service)
+
+
+def _topology(
+    where: str,
+    kwargs: dict[str, Any],
+    own: dict[str, Any],
+    nodes: tuple[tuple[str, int], ...],
+    service: str,
+) -> Topology:
+    """Decide the topology from the router keywords; reject combinations that can't work."""
+    try:
+        policy = CircuitPolicy(
+            cooldown=own.pop("failover_cooldown", DEFAULT_POLICY.cooldown),
+            threshold=own.pop("failover_threshold", DEFAULT_POLICY.threshold),
+        )
+    except TenantConfigError as exc:
+        raise TenantConfigError(f"{where}: {exc.message}") from None
+    if policy == DEFAULT_POLICY:
+        policy = DEFAULT_POLICY
+    failover_urls = own.pop("failover_urls", None)
+    sentinel_kwargs = own.pop("sentinel_kwargs", None)
+    if sentinel_kwargs is not None and not isinstance(sentinel_kwargs, Mapping):
+        raise TenantConfigError(
+            f"{where}: sentinel_kwargs must be a dict, got {type(sentinel_kwargs).__name__}"
+        )
+    if "sentinels" in own or "service_name" in own:
+        nodes = _node_list(where, own.pop("sentinels", None), "sentinels")
+        service = own.pop("service_name", None)
+        if not isinstance(service, str) or not service:
+            raise TenantConfigError(f"{where}: sentinels= needs service_name='<master name>'")
+    cluster = own.pop("cluster", False)
+    if not isinstance(cluster, bool):
+        raise TenantConfigError(f"{where}: cluster must be a bool, got {type(cluster).__name__}")
+    kind = "sentinel" if service else "cluster" if cluster else "standalone"
+    if kind == "cluster":
+        if kwargs.get("db", 0) != 0:
+            raise TenantConfigError(f"{where}: a cluster tenant has only db 0")
+        kwargs.pop("db", None)
+        if not nodes:
+            nodes = ((kwargs.pop("host", "localhost"), kwargs.pop("port", 6379)),)
+    if kind != "sentinel" and sentinel_kwargs is not None:
+        raise TenantConfigError(f"{where}: sentinel_kwargs needs a redis+sentinel:// url")
+    custom = any(k in kwargs for k in ("connection_pool", "unix_socket_path"))
+    if kind == "standalone" and custom:
+        kind = "custom"
+    failover: tuple[Endpoint, ...] = ()
+    if failover_urls is not None:
+        if kind != "standalone":
+            raise TenantConfigError(
+                f"{where}: failover_urls needs a redis:// or rediss:// primary "
+                f"(this tenant is {kind}: "
+                + (
+                    "its connection is given as is"
+                    if kind == "custom"
+                    else f"{kind} does its own failover"
+                )
+                + ")"
+            )
+        if isinstance(failover_urls, str) or not isinstance(failover_urls, list | tuple):
+            raise TenantConfigError(
+                f"{where}: failover_urls must be a list of URLs, got {type(failover_urls).__name__}"
+            )
+        failover = add_failover_endpoints(where, kwargs, (), failover_urls)
+    if kind == "standalone" and not failover and policy is DEFAULT_POLICY:
+        return STANDALONE
+    return Topology(kind, nodes, service, failover, policy, sentinel_kwargs)
+
+
+def add_failover_endpoints(
+    where: str, kwargs: Mapping[str, Any], existing: tuple[Endpoint, ...], urls: Any
+) -> tuple[Endpoint, ...]:
+    """Validate failover ``urls`` for a primary with ``kwargs``; return the extended list."""
+    primary_db = kwargs.get("db") or 0
+
+    def place(host: str, port: int, db: int | None) -> tuple[str, int, int]:
+        return host, port, primary_db if db is None else db
+
+    taken = {place(kwargs.get("host", "localhost"), kwargs.get("port", 6379), None)}
+    taken.update(place(e.host, e.port, e.db) for e in existing)
+    result = list(existing)
+    for url in urls:
+        endpoint = _failover_endpoint(where, url, kwargs)
+        key = place(endpoint.host, endpoint.port, endpoint.db)
+        if key in taken:
+            raise TenantConfigError(
+                f"{where}: failover url {endpoint.shown} is already an endpoint of this tenant"
+            )
+        taken.add(key)
+        result.append(endpoint)
+    return tuple(result)
+
+
+def _failover_endpoint(where: str, url: object, primary: Mapping[str, Any]) -> Endpoint:
+    if not isinstance(url, str):
+        raise TenantConfigError(f"{where}: a failover url must be a str, got {type(url).__name__}")
+    shown = redact_url(url)
+    parsed = _url_kwargs(where, url, _SYNC_PARAMS, "redis.Redis")
+    if "unix_socket_path" in parsed:
+        raise TenantConfigError(f"{where}: failover url {shown}: unix sockets cannot fail over")
+    if bool(parsed.get("ssl")) != bool(primary.get("ssl")):
+        want = "rediss://" if primary.get("ssl") else "redis://"
+        raise TenantConfigError(f"{where}: failover url {shown} must use {want} like the primary")
+    extra = sorted(set(parsed) - _FAILOVER_URL_KEYS)
+    if extra:
+        raise TenantConfigError(
+            f"{where}: failover url {shown} may only give host, port, db and credentials; "
+            f"drop {', '.join(extra)} (the primary's options apply)"
+        )
+    inherited = {k: primary.get(k) for k in ("db", "username", "password", "ssl")}
+    if parsed.get("password") is not None:
+        inherited.pop("username")
+    return Endpoint(
+        host=parsed["host"],
+        port=int(parsed.get("port", 6379)),
+        db=parsed.get("db"),
+        username=parsed.get("username"),
+        password=parsed.get("password"),
+        shown=describe_endpoint({**inherited, **parsed}),
+    )
+
+
+def _node_list(where: str, value: object, what: str) -> tuple[tuple[str, int], ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
+        raise TenantConfigError(f"{where}: {what} must be a non-empty list of (host, port)")
+    nodes = []
+    for item in value:
+        ok = isinstance(item, list | tuple) and len(item) == 2
+        if not ok or not isinstance(item[0], str) or not _is_int(item[1]):
+            raise TenantConfigError(f"{where}: {what} must be (host, port) pairs, got {item!r}")
+        nodes.append((item[0], int(item[1])))
+    return tuple(nodes)
+
+
+def _multi_host_url(
+    where: str, url: str, params: frozenset[str], client: str
+) -> tuple[dict[str, Any], tuple[tuple[str, int], ...], str]:
+    """Parse ``redis+sentinel://[u:p@]h1:p1,h2:p2/service[/db]`` or ``redis+cluster://...``.
+
+    Returns the data nodes' client keywords, the host list and the service name.
+    """
+    shown = redact_url(url)
+    sentinel = url.startswith(_SENTINEL_SCHEME)
+    rest = url.split("://", 1)[1]
+    if "?" in rest or "#" in rest:
+        raise TenantConfigError(
+            f"{where}: invalid url {shown}: query options are not read here; pass them as keywords"
+        )
+    netloc, _, path = rest.partition("/")
+    userinfo, _, hosts = netloc.rpartition("@")
+    parsed: dict[str, Any] = {}
+    if userinfo:
+        user, _, password = userinfo.partition(":")
+        if user:
+            parsed["username"] = unquote(user)
+        if password:
+            parsed["password"] = unquote(password)
+    nodes = []
+    for item in hosts.split(","):
+        host, port = _host_port(item, 26379 if sentinel else 6379)
+        if not host:
+            raise TenantConfigError(f"{where}: invalid url {shown}: empty host in {hosts!r}")
+        if port is None:
+            raise TenantConfigError(f"{where}: invalid url {shown}: bad port in {item!r}")
+        nodes.append((host, port))
+    parts = [p for p in path.split("/") if p]
+    service = ""
+    if sentinel:
+        if not parts:
+            raise TenantConfigError(
+                f"{where}: invalid url {shown}: needs the service name, as "
+                "redis+sentinel://host:26379/<service_name>[/db]"
+            )
+        service = unquote(parts.pop(0))
+    if parts:
+        if len(parts) > 1 or not parts[0].isdigit():
+            raise TenantConfigError(f"{where}: invalid url {shown}: bad db {'/'.join(parts)!r}")
+        parsed["db"] = int(parts[0])
+    _reject_unknown(where, parsed, params, client, source="part of url")
+    return parsed, tuple(nodes), service
+
+
+def _host_port(item: str, default: int) -> tuple[str, int | None]:
+    if item.startswith("["):
+        host, _, tail = item[1:].partition("]")
+        port_text = tail[1:] if tail.startswith(":") else ""
+    else:
+        host, _, port_text = item.partition(":")
+    if not port_text:
+        return host, default
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        return host, None
+    return host, int(port_text)
 
 
 def _reject_unknown(
@@ -251,8 +534,14 @@ def derive_async_kwargs(sync_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return derived
 
 
-def describe_endpoint(kwargs: Mapping[str, Any]) -> str:
+def describe_endpoint(kwargs: Mapping[str, Any], topology: Topology = STANDALONE) -> str:
     """A redacted URL-like description of where ``kwargs`` connect."""
+    if topology.kind in ("sentinel", "cluster"):
+        auth = f"{kwargs.get('username') or ''}:{MASK}@" if kwargs.get("password") else ""
+        hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in topology.nodes)
+        if topology.kind == "cluster":
+            return f"redis+cluster://{auth}{hosts}"
+        return f"redis+sentinel://{auth}{hosts}/{topology.service}/{kwargs.get('db', 0)}"
     pool = kwargs.get("connection_pool")
     if pool is not None:
         kwargs = pool.connection_kwargs

@@ -27,8 +27,10 @@ from typing import Any, TypeVar
 import redis
 import redis.asyncio
 
+from ._clients import build_async, build_sync, close_sync
 from ._errors import NoActiveTenantError, NoEventLoopError, PopotoException, UnknownTenantError
-from ._settings import TenantSettings
+from ._failover import EndpointPlan, FailoverEvent, TenantStatus
+from ._settings import TenantSettings, Topology
 
 __all__ = ["LoopClients", "Pending", "StrictSlot", "Tenant", "Unresolved", "resolved"]
 
@@ -106,7 +108,10 @@ class Tenant:
     __slots__ = (
         "__weakref__",
         "_aloops",
+        "_aplan",
         "_lock",
+        "_plan",
+        "announce",
         "athreads",
         "client",
         "generation",
@@ -117,15 +122,22 @@ class Tenant:
 
     client: redis.Redis | Pending
 
-    def __init__(self, settings: TenantSettings) -> None:
+    def __init__(
+        self,
+        settings: TenantSettings,
+        announce: Callable[[FailoverEvent], None] | None = None,
+    ) -> None:
         self.client = Pending(self)
         self.name = settings.name
         self.settings = settings
+        self.announce = announce
         self.generation = 0
         self.removed = False
         self.athreads: dict[int, LoopClients] = {}
         self._aloops: dict[asyncio.AbstractEventLoop, LoopClients] = {}
         self._lock = threading.Lock()
+        self._plan: EndpointPlan | None = None
+        self._aplan: EndpointPlan | None = None
 
     def __repr__(self) -> str:
         return f"<Tenant {self.name!r} {self.settings.endpoint}>"
@@ -147,9 +159,66 @@ class Tenant:
                 return client  # type: ignore[return-value]
             if self.removed:
                 raise Unresolved(lambda: UnknownTenantError(self.name))
-            client = redis.Redis(**self.settings.redis_kwargs)
+            settings = self.settings
+            client = build_sync(settings.redis_kwargs, settings.topology, self.plan)
             self.client = client
-            return client
+            return client  # type: ignore[no-any-return]
+
+    # -- failover plans ---------------------------------------------------------------
+
+    def plan(self) -> EndpointPlan:
+        """The sync side's endpoint plan (made on first need; shared with the async side
+        when both connect to the same endpoints)."""
+        plan = self._plan
+        if plan is None:
+            settings = self.settings
+            plan = self._plan = EndpointPlan(
+                self.name,
+                _routes(settings.endpoint, settings.topology),
+                settings.topology.policy,
+                self.announce,
+            )
+        return plan
+
+    def async_plan(self) -> EndpointPlan:
+        """The async side's endpoint plan (the sync one unless the async side differs)."""
+        settings = self.settings
+        same = settings.async_endpoint == settings.endpoint
+        if same and settings.async_topology.failover == settings.topology.failover:
+            return self.plan()
+        plan = self._aplan
+        if plan is None:
+            plan = self._aplan = EndpointPlan(
+                self.name,
+                _routes(settings.async_endpoint, settings.async_topology),
+                settings.async_topology.policy,
+                self.announce,
+            )
+        return plan
+
+    def set_failover(self, settings: TenantSettings) -> None:
+        """Swap in settings that differ only in failover endpoints; clients stay.
+
+        The plans learn the new endpoint list at once, so the next connection the
+        tenant opens may use it; connections already open are not touched.
+        """
+        with self._lock:
+            self.settings = settings
+            for plan, side, topology in (
+                (self._plan, settings.endpoint, settings.topology),
+                (self._aplan, settings.async_endpoint, settings.async_topology),
+            ):
+                if plan is not None:
+                    plan.set_routes(_routes(side, topology))
+
+    def status(self) -> TenantStatus:
+        """Endpoints, their circuit states and switch counters (see Router.status)."""
+        topology = self.settings.topology
+        if topology.kind in ("sentinel", "cluster"):
+            return TenantStatus(self.name, topology.kind, self.settings.endpoint, ())
+        with self._lock:
+            plan = self.plan()
+        return plan.status(self.name, topology.kind)
 
     def built_client(self) -> redis.Redis | None:
         """The sync client if it has been built, without building it."""
@@ -174,6 +243,7 @@ class Tenant:
             entry = self._aloops.get(loop) if loop is not None else None
             old = entry.client if entry is not None and entry.generation >= 0 else None
             self.settings = settings
+            self._aplan = None
             self._bump_async_generation()
         return old
 
@@ -218,7 +288,10 @@ class Tenant:
             return entry.client
 
     def _new_async_client(self) -> redis.asyncio.Redis:
-        return redis.asyncio.Redis(**self.settings.async_kwargs)
+        settings = self.settings
+        return build_async(  # type: ignore[no-any-return]
+            settings.async_kwargs, settings.async_topology, self.async_plan
+        )
 
     def _prune_closed_loops(self) -> None:
         # Loops closed without shutdown_asyncgens() (a bare loop.close()) never ran
@@ -252,28 +325,16 @@ class Tenant:
             else:
                 self.settings = settings
             self.client = Pending(self)
+            self._plan = self._aplan = None
             self._bump_async_generation()
         if old is not None:
-            retire_pool(old.connection_pool)
+            close_sync(old)
 
 
-def retire_pool(pool: redis.ConnectionPool) -> None:
-    """Close ``pool``'s idle connections now and each busy one as its command ends.
-
-    The pool belongs to a client the router made and is about to forget, so its
-    ``release`` is wrapped (on this instance only) to disconnect a connection before
-    handing it back: the old server sees every connection of a replaced tenant go once
-    the last command on it has finished, without waiting for garbage collection.
-    redis-py's ``mark_for_reconnect`` is no help here: it reconnects at once.
-    """
-    release = pool.release
-
-    def release_closed(connection: Any) -> None:
-        connection.disconnect()  # still ours: nobody else can be using it
-        release(connection)
-
-    pool.release = release_closed  # type: ignore[method-assign]
-    pool.disconnect(inuse_connections=False)
+def _routes(primary: str, topology: Topology) -> list[tuple[object, str]]:
+    """The plan's (target, redacted URL) list: the primary (``None``: the connection's
+    own settings), then each failover endpoint."""
+    return [(None, primary), *((e, e.shown) for e in topology.failover)]
 
 
 async def _closer(tenant: Tenant, entry: LoopClients) -> AsyncGenerator[None, None]:

@@ -24,9 +24,11 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from ._clients import is_cluster
 from ._config import read_config
 from ._context import TenantContext
 from ._errors import PopotoException, TenantConfigError, logger
+from ._failover import TenantStatus
 from ._router import Router
 from ._settings import check_name
 
@@ -44,10 +46,12 @@ __all__ = [
     "get_REDIS_DB",
     "get_async_redis_db",
     "print_redis_info",
+    "register_failover_url",
     "scan_keys",
     "set_REDIS_DB_settings",
     "set_async_redis_db_settings",
     "tenant",
+    "tenant_status",
 ]
 
 ENCODING = "utf-8"
@@ -140,9 +144,34 @@ async def set_async_redis_db_settings(
     logger.debug("Async Redis connection reset.")
 
 
+def register_failover_url(env_partition_name: str | None, url: str) -> None:
+    """Add a failover URL to tenant ``env_partition_name`` (``""``: the default tenant).
+
+    Endpoints are tried in the order they were added, after the primary. Takes effect
+    for the next connection the tenant opens; nothing running is interrupted.
+
+    Example::
+
+        set_REDIS_DB_settings("acme", url="redis://primary:6379/0")
+        register_failover_url("acme", "redis://backup:6379/0")
+    """
+    default_router.add_failover(env_partition_name, url)
+
+
+def tenant_status(env_partition_name: str | None = None) -> TenantStatus:
+    """Endpoints and circuit states of a tenant (default: the active one); no I/O."""
+    return default_router.status(env_partition_name)
+
+
 def check_connection() -> bool:
-    """``True`` if the active tenant's server answers PING, else ``False``."""
+    """``True`` if the active tenant's server answers PING, else ``False``.
+
+    For a Cluster tenant every node is pinged and each one that does not answer is
+    logged; the answer is ``True`` only if all do.
+    """
     client = get_REDIS_DB()
+    if is_cluster(client):
+        return _check_nodes(client)
     try:
         client.ping()
     except Exception:
@@ -150,9 +179,29 @@ def check_connection() -> bool:
     return True
 
 
+def _check_nodes(client: Any) -> bool:
+    healthy = True
+    for node in client.get_nodes():
+        try:
+            client.ping(target_nodes=node)
+        except Exception as exc:
+            logger.warning("cluster node %s does not answer PING: %s", node.name, exc)
+            healthy = False
+    return healthy
+
+
 async def async_check_connection() -> bool:
     """Async version of :func:`check_connection`."""
     client = await get_async_redis_db()
+    if is_cluster(client):
+        healthy = True
+        for node in client.get_nodes():  # type: ignore[attr-defined]
+            try:
+                await client.ping(target_nodes=node)  # type: ignore[call-arg]
+            except Exception as exc:
+                logger.warning("cluster node %s does not answer PING: %s", node.name, exc)
+                healthy = False
+        return healthy
     try:
         await client.ping()
     except Exception:
@@ -161,8 +210,13 @@ async def async_check_connection() -> bool:
 
 
 def scan_keys(pattern: str, count: int = 1000) -> list[Any]:
-    """All keys of the active tenant matching ``pattern``, by cursor SCAN (never KEYS)."""
+    """All keys of the active tenant matching ``pattern``, by cursor SCAN (never KEYS).
+
+    For a Cluster tenant each primary is scanned once, so every key appears once.
+    """
     client = get_REDIS_DB()
+    if is_cluster(client):
+        return list(client.scan_iter(match=pattern, count=count))
     results: list[Any] = []
     cursor = 0
     while True:
@@ -175,6 +229,8 @@ def scan_keys(pattern: str, count: int = 1000) -> list[Any]:
 async def async_scan_keys(pattern: str, count: int = 1000) -> list[Any]:
     """Async version of :func:`scan_keys`."""
     client = await get_async_redis_db()
+    if is_cluster(client):
+        return [key async for key in client.scan_iter(match=pattern, count=count)]
     results: list[Any] = []
     cursor = 0
     while True:
@@ -185,13 +241,26 @@ async def async_scan_keys(pattern: str, count: int = 1000) -> list[Any]:
 
 
 def print_redis_info() -> None:
-    """Log the active tenant's INFO and its used-memory percentage (one INFO call)."""
-    info = get_REDIS_DB().info()
-    logger.info(info)
+    """Log the active tenant's INFO and its used-memory percentage (one INFO call).
+
+    For a Cluster tenant: one INFO per node, each logged with its node's name.
+    """
+    client = get_REDIS_DB()
+    if is_cluster(client):
+        per_node = client.info(target_nodes=client.ALL_NODES)  # type: ignore[attr-defined]
+        for node_name, info in per_node.items():
+            _log_info(info, f"node {node_name}: ")
+        return
+    _log_info(client.info(), "")
+
+
+def _log_info(info: Any, prefix: str) -> None:
+    logger.info("%s%s", prefix, info)
     used_memory, maxmemory = int(info["used_memory"]), int(info["maxmemory"])
     if maxmemory > 0:
         logger.info(
-            "Redis currently consumes %s%% out of %s",
+            "%sRedis currently consumes %s%% out of %s",
+            prefix,
             round(100 * used_memory / maxmemory, 2),
             info.get("maxmemory_human", maxmemory),
         )

@@ -1,0 +1,116 @@
+"""Building a tenant's redis-py client from its settings, for each topology.
+
+One function per side: it reads the :class:`~redis_tenancy._settings.Topology` and
+makes the client redis-py itself offers for it, so Sentinel and Cluster tenants get
+redis-py's own ``Sentinel.master_for`` and ``RedisCluster`` rather than an imitation:
+
+- ``standalone``: ``redis.Redis`` whose pool opens
+  :class:`~redis_tenancy._pool.ManagedConnection` s following the tenant's
+  :class:`~redis_tenancy._failover.EndpointPlan` (even with no failover URL yet, so
+  one can be added at runtime without rebuilding anything);
+- ``custom`` (unix socket, caller's own pool or connection class): exactly as given;
+- ``sentinel``: ``Sentinel(nodes, **kwargs).master_for(service)``;
+- ``cluster``: ``RedisCluster(startup_nodes=..., **kwargs)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.sentinel
+import redis.cluster
+import redis.sentinel
+
+from ._failover import EndpointPlan
+from ._pool import manage_pool
+from ._settings import Topology
+
+__all__ = ["build_async", "build_sync", "close_sync", "is_cluster", "retire_pool"]
+
+
+def build_sync(
+    kwargs: Mapping[str, Any], topology: Topology, plan: Callable[[], EndpointPlan]
+) -> Any:
+    """A ``redis.Redis`` (or ``RedisCluster``) for these settings. Opens no socket,
+    except ``RedisCluster``, which reads the slot map as it is built."""
+    kind = topology.kind
+    if kind == "sentinel":
+        sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            list(topology.nodes), sentinel_kwargs=_sentinel_kwargs(kwargs, topology), **kwargs
+        )
+        return sentinel.master_for(  # type: ignore[no-untyped-call]
+            topology.service, redis_class=redis.Redis
+        )
+    if kind == "cluster":
+        nodes = [
+            redis.cluster.ClusterNode(h, p)  # type: ignore[no-untyped-call]
+            for h, p in topology.nodes
+        ]
+        return redis.cluster.RedisCluster(startup_nodes=nodes, **kwargs)
+    client = redis.Redis(**kwargs)
+    if kind == "standalone":
+        manage_pool(client.connection_pool, plan())
+    return client
+
+
+def build_async(
+    kwargs: Mapping[str, Any], topology: Topology, plan: Callable[[], EndpointPlan]
+) -> Any:
+    """The ``redis.asyncio`` twin of :func:`build_sync` (nothing connects here)."""
+    kind = topology.kind
+    if kind == "sentinel":
+        sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            list(topology.nodes), sentinel_kwargs=_sentinel_kwargs(kwargs, topology), **kwargs
+        )
+        return sentinel.master_for(topology.service, redis_class=redis.asyncio.Redis)
+    if kind == "cluster":
+        nodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in topology.nodes]
+        return redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, **kwargs)
+    client = redis.asyncio.Redis(**kwargs)
+    if kind == "standalone":
+        manage_pool(client.connection_pool, plan())
+    return client
+
+
+def _sentinel_kwargs(kwargs: Mapping[str, Any], topology: Topology) -> dict[str, Any]:
+    # redis-py's default: only the socket options reach the sentinels (no password).
+    if topology.sentinel_kwargs is not None:
+        return dict(topology.sentinel_kwargs)
+    return {k: v for k, v in kwargs.items() if k.startswith("socket_")}
+
+
+def is_cluster(client: object) -> bool:
+    """True for sync and async ``RedisCluster`` clients."""
+    return isinstance(client, redis.cluster.RedisCluster | redis.asyncio.cluster.RedisCluster)
+
+
+def close_sync(client: Any) -> None:
+    """Close a client the router no longer routes to: at once for a cluster, else
+    connection by connection as their commands end (:func:`retire_pool`)."""
+    if isinstance(client, redis.cluster.RedisCluster):
+        client.close()
+        return
+    retire_pool(client.connection_pool)
+
+
+def retire_pool(pool: redis.ConnectionPool) -> None:
+    """Close ``pool``'s idle connections now and each busy one as its command ends.
+
+    The pool belongs to a client the router made and is about to forget, so its
+    ``release`` is wrapped (on this instance only) to disconnect a connection before
+    handing it back: the old server sees every connection of a replaced tenant go once
+    the last command on it has finished, without waiting for garbage collection.
+    redis-py's ``mark_for_reconnect`` is no help here: it reconnects at once.
+    """
+    release = pool.release
+
+    def release_closed(connection: Any) -> None:
+        connection.disconnect()  # still ours: nobody else can be using it
+        release(connection)
+
+    pool.release = release_closed  # type: ignore[method-assign]
+    pool.disconnect(inuse_connections=False)

@@ -1,0 +1,241 @@
+"""Connections that choose their endpoint from a tenant's failover plan when they connect.
+
+This is redis-py's own pattern for Sentinel (``SentinelManagedConnection`` re-resolves
+the master's address on every reconnect): because the endpoint is picked when a
+*connection* opens, plain commands, pipelines, transactions, pub/sub (which
+re-subscribes on reconnect) and Lua all follow the same plan, and redis-py's pools,
+retries and parsers are used unchanged.
+
+What the managed connections add, sync and async alike (the decisions all live in
+:class:`~redis_tenancy._failover.EndpointPlan`; only the I/O differs here):
+
+- ``connect()`` walks the plan: endpoints in priority order, skipping open circuits;
+  a refused or timed-out connect opens that endpoint's circuit and the next one is
+  tried in the same call. When none is left: :class:`NoHealthyEndpointError`.
+- a pooled connection is reused only while :meth:`EndpointPlan.keep` says so; else it
+  is dropped when taken or released and reconnects by the plan (failback, or moving
+  off an endpoint whose circuit opened).
+- a read timeout counts as a failure of the endpoint (a paused server accepts TCP
+  connections but never answers); other errors after a command was sent do not:
+  redis-py's retry reconnects, and that connect is what judges the endpoint.
+- the connection's ``Retry`` never retries :class:`NoHealthyEndpointError`, so a
+  tenant whose endpoints are all down fails at once instead of sleeping through ten
+  backoffs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio.connection as aconnection
+import redis.asyncio.retry
+import redis.connection as connection
+import redis.retry
+from redis.exceptions import AuthenticationError, ConnectionError, TimeoutError
+
+from ._errors import NoHealthyEndpointError
+from ._failover import EndpointPlan, Route
+
+__all__ = ["AsyncManagedConnection", "ManagedConnection", "managed_class"]
+
+
+def _retryable(error: Exception) -> bool:
+    return not isinstance(error, NoHealthyEndpointError)
+
+
+class _PlanRetry(redis.retry.Retry):
+    """redis-py's ``Retry`` minus retries of "every endpoint is down"."""
+
+    def call_with_retry(
+        self, do: Any, fail: Any, is_retryable: Any = None, with_failure_count: bool = False
+    ) -> Any:
+        check = _retryable if is_retryable is None else _both(is_retryable)
+        return super().call_with_retry(do, fail, check, with_failure_count)
+
+
+class _AsyncPlanRetry(redis.asyncio.retry.Retry):
+    """The async twin of :class:`_PlanRetry`."""
+
+    async def call_with_retry(
+        self, do: Any, fail: Any, is_retryable: Any = None, with_failure_count: bool = False
+    ) -> Any:
+        check = _retryable if is_retryable is None else _both(is_retryable)
+        return await super().call_with_retry(do, fail, check, with_failure_count)
+
+
+def _both(is_retryable: Any) -> Any:
+    return lambda error: _retryable(error) and is_retryable(error)
+
+
+def _wrap_retry(retry: Any) -> Any:
+    # Only redis-py's own Retry classes are swapped; a user's subclass keeps its logic.
+    for plain, ours in (
+        (redis.retry.Retry, _PlanRetry),
+        (redis.asyncio.retry.Retry, _AsyncPlanRetry),
+    ):
+        if type(retry) is plain:
+            return ours(retry._backoff, retry._retries, retry._supported_errors)  # type: ignore[arg-type]
+    return retry
+
+
+def _aim(conn: Any, route: Route) -> None:
+    """Point ``conn`` at ``route``'s endpoint; unset parts keep the primary's values."""
+    endpoint = route.target
+    host, port, db, username, password = conn._home
+    conn.host = getattr(endpoint, "host", host)
+    conn.port = getattr(endpoint, "port", port)
+    given_db = getattr(endpoint, "db", None)
+    conn.db = db if given_db is None else given_db
+    if getattr(endpoint, "password", None) is not None:
+        conn.username = endpoint.username  # type: ignore[attr-defined]
+        conn.password = endpoint.password  # type: ignore[attr-defined]
+    else:
+        conn.username, conn.password = username, password
+
+
+class ManagedConnection(connection.Connection):
+    """A ``redis.Connection`` that connects wherever its tenant's plan says."""
+
+    def __init__(self, *, plan: EndpointPlan, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+        self.plan = plan
+        self.route: Route | None = None
+        self.retry = _wrap_retry(self.retry)
+        self._home = (self.host, self.port, self.db, self.username, self.password)
+
+    def connect(self) -> None:
+        if self._sock is not None:
+            if self.plan.keep(self.route):
+                return
+            self.disconnect()
+        plan = self.plan
+        for route, probe in plan.attempts():
+            _aim(self, route)
+            try:
+                self.connect_check_health(check_health=True, retry_socket_connect=False)
+                if probe:
+                    self.send_command("PING", check_health=False)  # type: ignore[no-untyped-call]
+                    connection.Connection.read_response(self)
+            except AuthenticationError:
+                # Wrong credentials are a settings problem, not ill health: say so.
+                self.disconnect()  # type: ignore[no-untyped-call]
+                plan.abandon(route)
+                raise
+            except (ConnectionError, TimeoutError) as exc:
+                self.disconnect()  # type: ignore[no-untyped-call]
+                plan.failed(route, exc)
+                continue
+            except BaseException:
+                self.disconnect()  # type: ignore[no-untyped-call]
+                plan.abandon(route)
+                raise
+            self.route = route
+            plan.succeeded(route)
+            return
+        self.route = None
+        raise plan.exhausted()
+
+    def should_reconnect(self) -> bool:
+        return self._should_reconnect or not self.plan.keep(self.route)
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().read_response(*args, **kwargs)
+        except TimeoutError as exc:
+            # An explicit per-read timeout is the caller's choice, not a sick server.
+            if "timeout" not in kwargs and self.route is not None:
+                self.plan.failed(self.route, exc)
+            raise
+
+
+class ManagedSSLConnection(ManagedConnection, connection.SSLConnection):
+    """TLS variant of :class:`ManagedConnection`."""
+
+
+class AsyncManagedConnection(aconnection.Connection):
+    """The ``redis.asyncio`` twin of :class:`ManagedConnection`."""
+
+    def __init__(self, *, plan: EndpointPlan, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan = plan
+        self.route: Route | None = None
+        self.retry = _wrap_retry(self.retry)
+        self._home = (self.host, self.port, self.db, self.username, self.password)
+
+    async def connect(self) -> None:
+        if self.is_connected:
+            if self.plan.keep(self.route):
+                return
+            await self.disconnect()
+        plan = self.plan
+        for route, probe in plan.attempts():
+            _aim(self, route)
+            try:
+                await self.connect_check_health(check_health=True, retry_socket_connect=False)
+                if probe:
+                    await self.send_command("PING", check_health=False)
+                    await aconnection.Connection.read_response(self)
+            except AuthenticationError:
+                # Wrong credentials are a settings problem, not ill health: say so.
+                await self.disconnect()
+                plan.abandon(route)
+                raise
+            except (ConnectionError, TimeoutError) as exc:
+                await self.disconnect()
+                plan.failed(route, exc)
+                continue
+            except BaseException:
+                await self.disconnect()
+                plan.abandon(route)
+                raise
+            self.route = route
+            plan.succeeded(route)
+            return
+        self.route = None
+        raise plan.exhausted()
+
+    def should_reconnect(self) -> bool:
+        return self._should_reconnect or not self.plan.keep(self.route)
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)
+        except TimeoutError as exc:
+            explicit = len(args) > 1 or kwargs.get("timeout") is not None
+            if not explicit and self.route is not None:
+                self.plan.failed(self.route, exc)
+            raise
+
+
+class AsyncManagedSSLConnection(AsyncManagedConnection, aconnection.SSLConnection):
+    """TLS variant of :class:`AsyncManagedConnection`."""
+
+
+_MANAGED: dict[type, type] = {
+    connection.Connection: ManagedConnection,
+    connection.SSLConnection: ManagedSSLConnection,
+    aconnection.Connection: AsyncManagedConnection,
+    aconnection.SSLConnection: AsyncManagedSSLConnection,
+}
+
+
+def managed_class(connection_class: type) -> type | None:
+    """The managed twin of redis-py's ``connection_class``, or ``None`` if it has none.
+
+    Unix sockets and user-supplied connection classes have no twin: such tenants
+    connect exactly as configured, without failover.
+    """
+    return _MANAGED.get(connection_class)
+
+
+def manage_pool(pool: Any, plan: EndpointPlan) -> bool:
+    """Make ``pool`` (sync or async, not yet used) open managed connections.
+
+    Returns False (pool unchanged) if its connection class has no managed twin.
+    """
+    managed = managed_class(pool.connection_class)
+    if managed is None:
+        return False
+    pool.connection_class = managed
+    pool.connection_kwargs["plan"] = plan
+    return True
