@@ -197,7 +197,7 @@ async def async_check_connection() -> bool:
         healthy = True
         for node in client.get_nodes():  # type: ignore[attr-defined]
             try:
-                await client.ping(target_nodes=node)  # type: ignore[call-arg]
+                await client.ping(target_nodes=node)
             except Exception as exc:
                 logger.warning("cluster node %s does not answer PING: %s", node.name, exc)
                 healthy = False
