@@ -251,8 +251,12 @@ class EndpointPlan:
                 route.probing = False
             self._recompute()
 
-    def succeeded(self, route: Route) -> None:
-        """A connection to ``route`` is up: close its circuit; announce a switch if any."""
+    def succeeded(self, route: Route) -> FailoverEvent | None:
+        """A connection to ``route`` is up: close its circuit; announce a switch if any.
+
+        Returns the switch (so the driver can close its pool's idle connections to the
+        endpoint that was left), or ``None``.
+        """
         with self._lock:
             route.failures = 0
             route.state = CLOSED
@@ -263,6 +267,7 @@ class EndpointPlan:
             event = self._event(previous, route)
         if event is not None and self.announce is not None:
             self.announce(event)
+        return event
 
     def _event(self, previous: Route | None, route: Route) -> FailoverEvent | None:
         if previous is route or (previous is None and route is self.routes[0]):

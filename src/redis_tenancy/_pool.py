@@ -14,7 +14,8 @@ What the managed connections add, sync and async alike (the decisions all live i
   tried in the same call. When none is left: :class:`NoHealthyEndpointError`.
 - a pooled connection is reused only while :meth:`EndpointPlan.keep` says so; else it
   is dropped when taken or released and reconnects by the plan (failback, or moving
-  off an endpoint whose circuit opened).
+  off an endpoint whose circuit opened). The connection that makes a switch also
+  closes its pool's idle connections, so nothing lingers on the endpoint left behind.
 - a read timeout counts as a failure of the endpoint (a paused server accepts TCP
   connections but never answers); other errors after a command was sent do not:
   redis-py's retry reconnects, and that connect is what judges the endpoint.
@@ -25,6 +26,8 @@ What the managed connections add, sync and async alike (the decisions all live i
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio.connection as aconnection
@@ -78,6 +81,10 @@ def _wrap_retry(retry: Any) -> Any:
     return retry
 
 
+def _nobody() -> None:
+    return None
+
+
 def _aim(conn: Any, route: Route) -> None:
     """Point ``conn`` at ``route``'s endpoint; unset parts keep the primary's values."""
     endpoint = route.target
@@ -96,10 +103,13 @@ def _aim(conn: Any, route: Route) -> None:
 class ManagedConnection(connection.Connection):
     """A ``redis.Connection`` that connects wherever its tenant's plan says."""
 
-    def __init__(self, *, plan: EndpointPlan, **kwargs: Any) -> None:
+    def __init__(
+        self, *, plan: EndpointPlan, owner: Callable[[], Any] = _nobody, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
         self.plan = plan
         self.route: Route | None = None
+        self._owner = owner
         self.retry = _wrap_retry(self.retry)
         self._home = (self.host, self.port, self.db, self.username, self.password)
 
@@ -108,11 +118,20 @@ class ManagedConnection(connection.Connection):
             if self.plan.keep(self.route):
                 return
             self.disconnect()
+        self.connect_check_health()
+
+    def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        # redis-py reconnects through here (send_packed_command), not only connect().
+        if self._sock is not None:
+            return
         plan = self.plan
+        self.route = None  # not counted against any endpoint until connected
         for route, probe in plan.attempts():
             _aim(self, route)
             try:
-                self.connect_check_health(check_health=True, retry_socket_connect=False)
+                super().connect_check_health(check_health, retry_socket_connect=False)
                 if probe:
                     self.send_command("PING", check_health=False)  # type: ignore[no-untyped-call]
                     connection.Connection.read_response(self)
@@ -130,13 +149,18 @@ class ManagedConnection(connection.Connection):
                 plan.abandon(route)
                 raise
             self.route = route
-            plan.succeeded(route)
+            if plan.succeeded(route) is not None:
+                pool = self._owner()
+                if pool is not None:  # idle connections to the endpoint we left
+                    pool.disconnect(inuse_connections=False)
             return
         self.route = None
         raise plan.exhausted()
 
     def should_reconnect(self) -> bool:
-        return self._should_reconnect or not self.plan.keep(self.route)
+        # ``route`` is None while connecting: pub/sub re-subscribes from inside connect.
+        route = self.route
+        return self._should_reconnect or (route is not None and not self.plan.keep(route))
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -155,10 +179,13 @@ class ManagedSSLConnection(ManagedConnection, connection.SSLConnection):
 class AsyncManagedConnection(aconnection.Connection):
     """The ``redis.asyncio`` twin of :class:`ManagedConnection`."""
 
-    def __init__(self, *, plan: EndpointPlan, **kwargs: Any) -> None:
+    def __init__(
+        self, *, plan: EndpointPlan, owner: Callable[[], Any] = _nobody, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.plan = plan
         self.route: Route | None = None
+        self._owner = owner
         self.retry = _wrap_retry(self.retry)
         self._home = (self.host, self.port, self.db, self.username, self.password)
 
@@ -167,11 +194,19 @@ class AsyncManagedConnection(aconnection.Connection):
             if self.plan.keep(self.route):
                 return
             await self.disconnect()
+        await self.connect_check_health()
+
+    async def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        if self.is_connected:
+            return
         plan = self.plan
+        self.route = None
         for route, probe in plan.attempts():
             _aim(self, route)
             try:
-                await self.connect_check_health(check_health=True, retry_socket_connect=False)
+                await super().connect_check_health(check_health, retry_socket_connect=False)
                 if probe:
                     await self.send_command("PING", check_health=False)
                     await aconnection.Connection.read_response(self)
@@ -189,13 +224,18 @@ class AsyncManagedConnection(aconnection.Connection):
                 plan.abandon(route)
                 raise
             self.route = route
-            plan.succeeded(route)
+            if plan.succeeded(route) is not None:
+                pool = self._owner()
+                if pool is not None:  # idle connections to the endpoint we left
+                    await pool.disconnect(inuse_connections=False)
             return
         self.route = None
         raise plan.exhausted()
 
     def should_reconnect(self) -> bool:
-        return self._should_reconnect or not self.plan.keep(self.route)
+        # ``route`` is None while connecting: pub/sub re-subscribes from inside connect.
+        route = self.route
+        return self._should_reconnect or (route is not None and not self.plan.keep(route))
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -238,4 +278,5 @@ def manage_pool(pool: Any, plan: EndpointPlan) -> bool:
         return False
     pool.connection_class = managed
     pool.connection_kwargs["plan"] = plan
+    pool.connection_kwargs["owner"] = weakref.ref(pool)
     return True

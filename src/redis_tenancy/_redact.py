@@ -21,6 +21,7 @@ SECRET_KEYS = frozenset(
 
 _SECRET_QUERY = re.compile(r"(pass|token|secret|auth|key)", re.IGNORECASE)
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_URL_USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)[^\s@/]*@", re.IGNORECASE)
 
 
 def redact_url(url: str) -> str:
@@ -64,6 +65,7 @@ def redact_text(text: str, secrets: Mapping[str, Any] | None = None) -> str:
     """
     if not text.startswith("Invalid value for"):
         text = _QUOTED.sub(f"'{MASK}'", text)
+    text = _URL_USERINFO.sub(rf"\g<1>{MASK}@", text)
     for key, value in (secrets or {}).items():
         if key in SECRET_KEYS and isinstance(value, str) and value:
             text = text.replace(value, MASK)
