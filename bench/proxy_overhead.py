@@ -34,28 +34,25 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import gc
-import hashlib
-import os
-import platform
-import random
-import statistics
-import subprocess
 import sys
 import time
-import timeit
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import redis
-import redis.asyncio
-import redis.utils
+from _common import (
+    Check,
+    Paired,
+    interleaved_min_ns,
+    loadavg,
+    machine_info,
+    paired_async,
+    paired_sync,
+    table,
+)
 from werkzeug.local import LocalProxy
 
-import redis_tenancy
 from redis_tenancy._embedded import RedisServer
 from redis_tenancy.redis_db import (
     POPOTO_ASYNC_REDIS_DB,
@@ -109,168 +106,7 @@ QUICK = Config(
 )
 
 
-@dataclass(frozen=True)
-class Check:
-    """One line of the final table."""
-
-    name: str
-    value: float
-    unit: str
-    target: float | None  # None: informational row
-    higher_is_better: bool = True
-    note: str = ""
-
-    @property
-    def passed(self) -> bool:
-        if self.target is None:
-            return True
-        return self.value >= self.target if self.higher_is_better else self.value <= self.target
-
-    def row(self) -> list[str]:
-        op = ">=" if self.higher_is_better else "<="
-        fmt = "{:.4f}" if self.unit == "ratio" else "{:.1f}"
-        unit = "" if self.unit == "ratio" else f" {self.unit}"
-        if self.target is None:
-            return [self.name, fmt.format(self.value) + unit, "(info)", "", self.note]
-        return [
-            self.name,
-            fmt.format(self.value) + unit,
-            f"{op} {fmt.format(self.target)}{unit}",
-            "PASS" if self.passed else "FAIL",
-            self.note,
-        ]
-
-
 # -- helpers ----------------------------------------------------------------------------
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i == 0 or header[i] == "note" else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    sep = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), sep, *(line(r) for r in rows)])
-
-
-@contextlib.contextmanager
-def _gc_off() -> Iterator[None]:
-    gc.collect()
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def interleaved_min_ns(
-    variants: dict[str, tuple[str, str, dict[str, Any]]], number: int, repeats: int
-) -> dict[str, float]:
-    """Min ns per execution of each ``(stmt, setup, globals)``, variants interleaved."""
-    timers = {
-        label: timeit.Timer(stmt, setup=setup, globals=glb)
-        for label, (stmt, setup, glb) in variants.items()
-    }
-    for t in timers.values():  # warm-up (also builds lazily created clients)
-        t.timeit(min(number, 10_000))
-    labels = list(timers)
-    best = dict.fromkeys(labels, float("inf"))
-    for rep in range(repeats):
-        shift = rep % len(labels)
-        for label in labels[shift:] + labels[:shift]:
-            ns = timers[label].timeit(number) * 1e9 / number
-            best[label] = min(best[label], ns)
-    return best
-
-
-@dataclass(frozen=True)
-class Paired:
-    """Result of rounds of proxy / direct / control blocks (the control is the direct
-    client again: an A/A comparison that shows how noisy the method is here)."""
-
-    ratios: list[float]  # direct_time / proxy_time, one per round
-    control_ratios: list[float]  # direct_time / control_time (A/A), one per round
-    proxy_us: float  # median per-operation time through the proxy
-    direct_us: float  # median per-operation time on the direct client
-    min_ratio: float  # fastest direct block / fastest proxy block (robust to interference)
-
-    @property
-    def median_ratio(self) -> float:
-        return statistics.median(self.ratios)
-
-    @property
-    def control_median(self) -> float:
-        return statistics.median(self.control_ratios)
-
-    def ci(self, control: bool = False) -> str:
-        lo, hi = bootstrap_median_ci(self.control_ratios if control else self.ratios)
-        return f"90% CI {lo:.3f}..{hi:.3f}"
-
-
-def bootstrap_median_ci(values: list[float], level: float = 0.90) -> tuple[float, float]:
-    """Percentile-bootstrap confidence interval of the median (fixed seed: reproducible)."""
-    rng = random.Random(12345)
-    meds = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(2000))
-    cut = int(len(meds) * (1 - level) / 2)
-    return meds[cut], meds[-cut - 1]
-
-
-LABELS = ("proxy", "direct", "control")
-
-
-def _round_order(i: int) -> list[str]:
-    """Rotate the three labels each round and reverse every other cycle, so each label
-    takes each position equally often (position and drift effects cancel)."""
-    shift = i % len(LABELS)
-    order = list(LABELS[shift:] + LABELS[:shift])
-    return order[::-1] if (i // len(LABELS)) % 2 else order
-
-
-def _paired_result(times: dict[str, list[int]], ops: int) -> Paired:
-    direct = times["direct"]
-    return Paired(
-        ratios=[d / p for d, p in zip(direct, times["proxy"], strict=True)],
-        control_ratios=[d / c for d, c in zip(direct, times["control"], strict=True)],
-        proxy_us=statistics.median(times["proxy"]) / ops / 1e3,
-        direct_us=statistics.median(direct) / ops / 1e3,
-        min_ratio=min(direct) / min(times["proxy"]),
-    )
-
-
-def paired_sync(
-    block: Callable[[Any], int], proxy: Any, direct: Any, pairs: int, ops: int
-) -> Paired:
-    """``pairs`` rounds of ``block(proxy)``, ``block(direct)``, ``block(direct)`` (control)."""
-    clients = {"proxy": proxy, "direct": direct, "control": direct}
-    block(proxy)  # warm-up: connections, caches
-    block(direct)
-    times: dict[str, list[int]] = {label: [] for label in LABELS}
-    for i in range(pairs):
-        for label in _round_order(i):
-            with _gc_off():
-                times[label].append(block(clients[label]))
-    return _paired_result(times, ops)
-
-
-async def paired_async(
-    block: Callable[[Any], Awaitable[int]], proxy: Any, direct: Any, pairs: int, ops: int
-) -> Paired:
-    """Async version of :func:`paired_sync`."""
-    clients = {"proxy": proxy, "direct": direct, "control": direct}
-    await block(proxy)
-    await block(direct)
-    times: dict[str, list[int]] = {label: [] for label in LABELS}
-    for i in range(pairs):
-        for label in _round_order(i):
-            with _gc_off():
-                times[label].append(await block(clients[label]))
-    return _paired_result(times, ops)
 
 
 def make_sync_get_block(n: int) -> Callable[[Any], int]:
@@ -288,8 +124,8 @@ def make_sync_get_block(n: int) -> Callable[[Any], int]:
 
 
 def _report_paired(p: Paired, attr_overhead_ns: float | None = None) -> None:
-    print(f"  direct: {p.direct_us:.2f} us/GET ({1e6 / p.direct_us:,.0f} GET/s, median block)")
-    print(f"  proxy:  {p.proxy_us:.2f} us/GET ({1e6 / p.proxy_us:,.0f} GET/s, median block)")
+    print(f"  direct: {p.baseline_us:.2f} us/GET ({1e6 / p.baseline_us:,.0f} GET/s, median block)")
+    print(f"  proxy:  {p.subject_us:.2f} us/GET ({1e6 / p.subject_us:,.0f} GET/s, median block)")
     print(
         f"  throughput ratio direct_time/proxy_time: median of rounds {p.median_ratio:.4f} "
         f"({p.ci()}; range {min(p.ratios):.4f}..{max(p.ratios):.4f}); "
@@ -300,7 +136,7 @@ def _report_paired(p: Paired, attr_overhead_ns: float | None = None) -> None:
         f"({p.ci(control=True)}; range {min(p.control_ratios):.4f}..{max(p.control_ratios):.4f})"
     )
     if attr_overhead_ns is not None:
-        expected = p.direct_us * 1e3 / (p.direct_us * 1e3 + attr_overhead_ns)
+        expected = p.baseline_us * 1e3 / (p.baseline_us * 1e3 + attr_overhead_ns)
         print(f"  expected from the attribute overhead alone: {expected:.4f}")
 
 
@@ -378,7 +214,7 @@ def bench_sync_attr(cfg: Config, checks: list[Check]) -> float:
                 f"{(ns - base) / (direct - base):.2f}x",
             ]
         )
-    print(_table(["variant", "ns/access", "net of loop", "vs direct", "net ratio"], rows))
+    print(table(["variant", "ns/access", "net of loop", "vs direct", "net ratio"], rows))
     overhead = res["POPOTO_REDIS_DB.get"] - direct
     lp_overhead = res["werkzeug LocalProxy(ContextVar).get"] - direct
     print(
@@ -448,7 +284,7 @@ def bench_tenant_ctx(cfg: Config, checks: list[Check]) -> None:
         cfg.ctx_number,
         cfg.ctx_repeats,
     )
-    print(_table(["variant", "ns/op"], [[k, f"{v:.1f}"] for k, v in res.items()]))
+    print(table(["variant", "ns/op"], [[k, f"{v:.1f}"] for k, v in res.items()]))
     checks.append(
         Check(
             "with tenant('acme'): pass",
@@ -498,7 +334,7 @@ async def _async_attr(cfg: Config, checks: list[Check]) -> float:
         [k, f"{v:.1f}", f"{v - base:.1f}", "" if k.startswith("empty") else f"{v - direct:+.1f}"]
         for k, v in res.items()
     ]
-    print(_table(["variant", "ns/access", "net of loop", "vs direct"], rows))
+    print(table(["variant", "ns/access", "net of loop", "vs direct"], rows))
     overhead = res["POPOTO_ASYNC_REDIS_DB.get"] - direct
     print(f"async proxy overhead {overhead:.1f} ns")
     checks.append(Check("async attr overhead (proxy - direct)", overhead, "ns", 100, False))
@@ -559,64 +395,6 @@ async def bench_async(cfg: Config, checks: list[Check]) -> None:
 # -- main -------------------------------------------------------------------------------
 
 
-def _loadavg(label: str) -> str:
-    try:
-        one, five, _ = os.getloadavg()
-    except OSError:
-        return f"{label}: unavailable"
-    return f"{label}: {one:.2f} (1 min), {five:.2f} (5 min); other processes add noise"
-
-
-def source_info() -> str:
-    """Which redis_tenancy code was measured: a hash of its sources, plus git state.
-
-    The hash is taken at start-up, right after import, so runs can be matched to the
-    code they measured even while the tree is being edited.
-    """
-    pkg = Path(redis_tenancy.__file__).parent
-    digest = hashlib.sha256()
-    for path in sorted(pkg.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    text = f"redis_tenancy sources sha256 {digest.hexdigest()[:12]}"
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        cwd = pkg.parent.parent
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=cwd, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", str(pkg)],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-        changed = sorted({Path(w).name for w in dirty if w.endswith(".py")})
-        if head:
-            text += f", git {head}" + (f" + uncommitted {', '.join(changed)}" if changed else "")
-    return text
-
-
-def machine_info(server_version: str) -> list[str]:
-    try:
-        nproc = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        nproc = os.cpu_count() or 0
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return [
-        f"python: {platform.python_implementation()} {platform.python_version()} "
-        f"({sys.executable})",
-        f"machine: {platform.system()} {platform.release()} {platform.machine()}, "
-        f"nproc={nproc}, cpu={cpu}",
-        f"redis-py {redis.__version__} (hiredis: {redis.utils.HIREDIS_AVAILABLE}), "
-        f"redis-server {server_version} on 127.0.0.1",
-        source_info(),
-    ]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="short run (noisier numbers)")
@@ -638,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         info = machine_info(server_version)
         print("redis-tenancy proxy overhead benchmark", "(quick)" if args.quick else "(full)")
         print("\n".join(info))
-        print(_loadavg("load average at start"))
+        print(loadavg("load average at start"))
         overhead = bench_sync_attr(cfg, checks)
         bench_tenant_ctx(cfg, checks)
         bench_sync_get(cfg, checks, overhead)
@@ -648,8 +426,8 @@ def main(argv: list[str] | None = None) -> int:
             get_REDIS_DB().connection_pool.disconnect()
     print(f"\n== summary ({'quick' if args.quick else 'full'}, {time.monotonic() - started:.0f} s)")
     print("\n".join(info))
-    print(_loadavg("load average at end"))
-    print(_table(["metric", "measured", "target", "result", "note"], [c.row() for c in checks]))
+    print(loadavg("load average at end"))
+    print(table(["metric", "measured", "target", "result", "note"], [c.row() for c in checks]))
     missed = [c.name for c in checks if c.target is not None and not c.passed]
     print("all targets met" if not missed else f"missed: {', '.join(missed)}")
     return 1 if args.check and missed else 0

@@ -206,3 +206,18 @@ def test_plan_secrets_in_errors_are_redacted() -> None:
 def test_circuit_policy_rejects_bad_values(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(TenantConfigError, match=message):
         CircuitPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_plan_straggler_success_after_failback_does_not_flap() -> None:
+    plan, clock, events = make_plan(cooldown=1.0)
+    primary, backup = primary_backup(plan)
+    plan.failed(primary, REFUSED)
+    plan.succeeded(backup)
+    straggler = list(plan.attempts())  # chosen while the primary was still open
+    assert straggler == [(backup, False)]
+    clock.now += 2
+    plan.succeeded(primary)  # a probe succeeded meanwhile: failback
+    plan.succeeded(backup)  # the straggler's connect completes afterwards
+    assert plan.status("acme", "standalone").active == primary.shown
+    assert [e.kind for e in events] == ["failover", "failback"]
+    assert not plan.keep(backup)

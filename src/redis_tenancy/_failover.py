@@ -261,9 +261,13 @@ class EndpointPlan:
             route.failures = 0
             route.state = CLOSED
             route.probing = False
+            self._recompute()
+            if route is not self.stable:
+                # A straggler: it chose this endpoint before a better one recovered.
+                # keep() will retire it; it must not flip the active endpoint back.
+                return None
             previous = self.active
             self.active = route
-            self._recompute()
             event = self._event(previous, route)
         if event is not None and self.announce is not None:
             self.announce(event)
