@@ -27,6 +27,7 @@ test: $(VENV)/.stamp-test
 
 bench: $(VENV)/.stamp-bench $(VENV)/.stamp-embedded
 	$(PY) bench/proxy_overhead.py
+	$(PY) bench/failover.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import statistics
 import sys
@@ -60,7 +61,7 @@ class Config:
     tasks: int
 
 
-FULL = Config(get_block=200, get_pairs=150, kills=20, cycle_seconds=8.0, threads=8, tasks=50)
+FULL = Config(get_block=200, get_pairs=400, kills=20, cycle_seconds=8.0, threads=8, tasks=50)
 QUICK = Config(get_block=300, get_pairs=12, kills=5, cycle_seconds=5.0, threads=8, tasks=50)
 
 
@@ -151,8 +152,9 @@ def bench_first_success(cfg: Config, checks: list[Check]) -> None:
         note = f"median {statistics.median(values):.2f} ms, p95 {p95:.2f} ms"
         checks.append(Check(f"{label} (max)", max(values), "ms", target, False, note))
     print(
-        "  (the gap between death and the failed connect is redis-py's retry backoff:\n"
-        "   the in-flight command's ConnectionError is retried after a jittered sleep)"
+        "  (between death and the failed connect: the pool finds the pooled connection\n"
+        "   closed and reconnects by the plan; a command caught mid-flight would add\n"
+        "   redis-py's first retry backoff, a jittered 0-20 ms)"
     )
 
 
@@ -232,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
+    # One WARNING per switch is the library's job; here it would drown the numbers.
+    logging.getLogger("POPOTO-REDIS_DB").setLevel(logging.ERROR)
     checks: list[Check] = []
     started = time.monotonic()
     with RedisServer() as server, RedisServer() as spare:
