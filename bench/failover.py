@@ -4,8 +4,8 @@ Measures, in one run, against ``redis-server`` processes it starts on 127.0.0.1 
 kills itself:
 
 1. the hot path of a healthy tenant with a failover URL configured vs the same tenant
-   without one (paired GET blocks, with an A/A control), and, for information, a
-   tenant's managed connection vs a plain ``redis.Redis`` with redis-py's own;
+   without one (paired GET blocks, with an A/A control; sync and async), and, for
+   information, a tenant's managed connection vs a plain ``redis.Redis``;
 2. time from the primary's death (SIGKILL, process reaped) to the first successful
    command on the backup, and from the failed connect (the moment the primary's
    circuit opened) to that success, over several kills;
@@ -35,13 +35,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from _common import Check, loadavg, machine_info, paired_sync, table
+from _common import Check, Paired, loadavg, machine_info, paired_async, paired_sync, table
 
 from redis_tenancy._embedded import RedisServer
 from redis_tenancy.redis_db import (
     POPOTO_ASYNC_REDIS_DB,
     POPOTO_REDIS_DB,
     default_router,
+    get_async_redis_db,
     get_REDIS_DB,
     set_REDIS_DB_settings,
     tenant,
@@ -102,16 +103,37 @@ def bench_hot_path(
         ("GET ratio: managed connection / plain redis-py", without, plain, None),
     ):
         p = paired_sync(block, subject, baseline, cfg.get_pairs, cfg.get_block)
-        print(
-            f"  {label}: median {p.median_ratio:.4f} ({p.ci()}), "
-            f"{p.subject_us:.2f} vs {p.baseline_us:.2f} us/GET; "
-            f"A/A control {p.control_median:.4f} ({p.ci(control=True)})"
-        )
-        checks.append(Check(label, p.median_ratio, "ratio", target, note=p.ci()))
-        checks.append(
-            Check("  A/A control (noise)", p.control_median, "ratio", None, note=p.ci(True))
-        )
+        report(label, p, target, checks)
     plain.close()
+    asyncio.run(async_hot_path(cfg, checks))
+
+
+async def async_hot_path(cfg: Config, checks: list[Check]) -> None:
+    with tenant("with-failover"):
+        with_failover = await get_async_redis_db()
+    with tenant("without"):
+        without = await get_async_redis_db()
+    n = cfg.get_block
+
+    async def block(client: Any) -> int:
+        key, rng = KEY, range(n)
+        t0 = time.perf_counter_ns()
+        for _ in rng:
+            await client.get(key)
+        return time.perf_counter_ns() - t0
+
+    p = await paired_async(block, with_failover, without, cfg.get_pairs, n)
+    report("async GET ratio: failover configured / not", p, 0.99, checks)
+
+
+def report(label: str, p: Paired, target: float | None, checks: list[Check]) -> None:
+    print(
+        f"  {label}: median {p.median_ratio:.4f} ({p.ci()}), "
+        f"{p.subject_us:.2f} vs {p.baseline_us:.2f} us/GET; "
+        f"A/A control {p.control_median:.4f} ({p.ci(control=True)})"
+    )
+    checks.append(Check(label, p.median_ratio, "ratio", target, note=p.ci()))
+    checks.append(Check("  A/A control (noise)", p.control_median, "ratio", None, note=p.ci(True)))
 
 
 def bench_first_success(cfg: Config, checks: list[Check]) -> None:
