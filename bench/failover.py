@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import statistics
 import sys
 import threading
@@ -68,9 +67,7 @@ QUICK = Config(get_block=300, get_pairs=12, kills=5, cycle_seconds=5.0, threads=
 
 def kill(server: RedisServer) -> float:
     """SIGKILL ``server``, wait until it is reaped; return that moment (monotonic)."""
-    server.signal(signal.SIGKILL)
-    assert server._proc is not None
-    server._proc.wait(timeout=10)
+    server.kill()
     return time.monotonic()
 
 

@@ -22,6 +22,10 @@ def test_demo_shows_every_request_on_its_own_server() -> None:
     assert sum(int(row[1]) for row in rows) == 600  # requests counted on the servers
     assert all(row[3] == "0" for row in rows)  # misrouted column
     assert all(row[4].startswith("127.0.0.1:") for row in rows)
+    # Act two: acme's primary is killed under load and restarted.
+    assert "(1 failover)" in text
+    assert "(1 failback, cooldown 1.0s)" in text
+    assert " succeeded, 0 failed" in text
 
 
 def test_python_dash_m_demo_runs() -> None:

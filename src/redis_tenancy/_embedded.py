@@ -189,6 +189,16 @@ class RedisServer:
         if self._proc is not None:
             self._proc.send_signal(signum)
 
+    def kill(self, timeout: float = 10.0) -> None:
+        """SIGKILL the server and wait until it is reaped (its port then refuses).
+
+        ``start()`` brings it back on the same port, empty.
+        """
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=timeout)
+
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 5 s) and remove its directory."""
         proc, self._proc = self._proc, None
