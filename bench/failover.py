@@ -41,14 +41,13 @@ from redis_tenancy.redis_db import (
     POPOTO_ASYNC_REDIS_DB,
     POPOTO_REDIS_DB,
     default_router,
-    get_async_redis_db,
-    get_REDIS_DB,
     set_REDIS_DB_settings,
     tenant,
     tenant_status,
 )
 
 KEY = "bench:failover:key"
+CLIENTS = 8  # clients per side in the hot-path comparison
 
 
 @dataclass(frozen=True)
@@ -71,9 +70,27 @@ def kill(server: RedisServer) -> float:
     return time.monotonic()
 
 
-def get_block(n: int) -> Callable[[Any], int]:
-    def block(client: Any) -> int:
-        key, rng = KEY, range(n)
+class Rotation:
+    """Several equivalent clients, used in turn: one per block.
+
+    Two clients on one server differ in more than their code (each has its own
+    connection, socket buffers and server-side client); comparing just two objects
+    measured up to 2% apart here with identical code. Rotating over several clients
+    per side, and for the A/A control too, spreads that over every comparison.
+    """
+
+    def __init__(self, clients: list[Any]) -> None:
+        self.clients = clients
+        self.turn = 0
+
+    def next(self) -> Any:
+        self.turn += 1
+        return self.clients[self.turn % len(self.clients)]
+
+
+def get_block(n: int) -> Callable[[Rotation], int]:
+    def block(rotation: Rotation) -> int:
+        client, key, rng = rotation.next(), KEY, range(n)
         t0 = time.perf_counter_ns()
         for _ in rng:
             client.get(key)
@@ -82,18 +99,29 @@ def get_block(n: int) -> Callable[[Any], int]:
     return block
 
 
+def register_sides(server: RedisServer, spare: RedisServer) -> tuple[list[str], list[str]]:
+    """Register CLIENTS tenants with a failover URL and CLIENTS without, on ``server``."""
+    with_failover = [f"with-failover-{i}" for i in range(CLIENTS)]
+    without = [f"without-{i}" for i in range(CLIENTS)]
+    for name in with_failover:
+        set_REDIS_DB_settings(name, url=server.url, failover_urls=[spare.url])
+    for name in without:
+        set_REDIS_DB_settings(name, url=server.url)
+    return with_failover, without
+
+
 def bench_hot_path(
     cfg: Config, server: RedisServer, spare: RedisServer, checks: list[Check]
 ) -> None:
-    print("\n== 1. hot path of a healthy tenant")
-    set_REDIS_DB_settings("with-failover", url=server.url, failover_urls=[spare.url])
-    set_REDIS_DB_settings("without", url=server.url)
-    with tenant("with-failover"):
-        with_failover = get_REDIS_DB()
-    with tenant("without"):
-        without = get_REDIS_DB()
-    plain = redis.Redis.from_url(server.url)
-    plain.set(KEY, b"x" * 32)
+    print(f"\n== 1. hot path of a healthy tenant ({CLIENTS} clients per side, used in turn)")
+    names_with, names_without = register_sides(server, spare)
+    with_failover = Rotation([default_router.client(n) for n in names_with])
+    without = Rotation([default_router.client(n) for n in names_without])
+    plain = Rotation([redis.Redis.from_url(server.url) for _ in range(CLIENTS)])
+    plain.next().set(KEY, b"x" * 32)
+    for rotation in (with_failover, without, plain):  # connect them all before timing
+        for client in rotation.clients:
+            client.get(KEY)
     block = get_block(cfg.get_block)
     for label, subject, baseline, target in (
         ("GET ratio: failover configured / not", with_failover, without, 0.99),
@@ -101,19 +129,22 @@ def bench_hot_path(
     ):
         p = paired_sync(block, subject, baseline, cfg.get_pairs, cfg.get_block)
         report(label, p, target, checks)
-    plain.close()
-    asyncio.run(async_hot_path(cfg, checks))
+    for client in plain.clients:
+        client.close()
+    asyncio.run(async_hot_path(cfg, names_with, names_without, checks))
 
 
-async def async_hot_path(cfg: Config, checks: list[Check]) -> None:
-    with tenant("with-failover"):
-        with_failover = await get_async_redis_db()
-    with tenant("without"):
-        without = await get_async_redis_db()
+async def async_hot_path(
+    cfg: Config, names_with: list[str], names_without: list[str], checks: list[Check]
+) -> None:
+    with_failover = Rotation([default_router.async_client(n) for n in names_with])
+    without = Rotation([default_router.async_client(n) for n in names_without])
+    for client in (*with_failover.clients, *without.clients):
+        await client.get(KEY)
     n = cfg.get_block
 
-    async def block(client: Any) -> int:
-        key, rng = KEY, range(n)
+    async def block(rotation: Rotation) -> int:
+        client, key, rng = rotation.next(), KEY, range(n)
         t0 = time.perf_counter_ns()
         for _ in rng:
             await client.get(key)
