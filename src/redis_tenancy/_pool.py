@@ -85,6 +85,49 @@ def _nobody() -> None:
     return None
 
 
+def _judge(plan: EndpointPlan, route: Route, error: BaseException) -> bool:
+    """Report a failed connect to ``plan``; True if the next endpoint should be tried.
+
+    Refused or timed-out connects count against the endpoint. Wrong credentials are a
+    settings problem, not ill health, and anything else (cancellation, a bug) is not
+    the endpoint's fault either: those release a claimed probe and propagate.
+    """
+    if isinstance(error, ConnectionError | TimeoutError) and not isinstance(
+        error, AuthenticationError
+    ):
+        plan.failed(route, error)
+        return True
+    plan.abandon(route)
+    return False
+
+
+class _FollowsPlan:
+    """What the sync and async managed connections share besides their I/O."""
+
+    plan: EndpointPlan
+    route: Route | None
+    _should_reconnect: bool
+
+    def _follow(self, plan: EndpointPlan, owner: Callable[[], Any]) -> None:
+        conn: Any = self
+        self.plan = plan
+        self.route = None
+        self._owner = owner
+        conn.retry = _wrap_retry(conn.retry)
+        conn._home = (conn.host, conn.port, conn.db, conn.username, conn.password)
+
+    def should_reconnect(self) -> bool:
+        # ``route`` is None while connecting: pub/sub re-subscribes from inside connect.
+        route = self.route
+        return self._should_reconnect or (route is not None and not self.plan.keep(route))
+
+    def _count_timeout(self, error: TimeoutError, args: Any, kwargs: dict[str, Any]) -> None:
+        # An explicit per-read timeout is the caller's choice, not a sick server.
+        explicit = len(args) > 1 or kwargs.get("timeout") is not None
+        if not explicit and self.route is not None:
+            self.plan.failed(self.route, error)
+
+
 def _aim(conn: Any, route: Route) -> None:
     """Point ``conn`` at ``route``'s endpoint; unset parts keep the primary's values."""
     endpoint = route.target
@@ -100,18 +143,14 @@ def _aim(conn: Any, route: Route) -> None:
         conn.username, conn.password = username, password
 
 
-class ManagedConnection(connection.Connection):
+class ManagedConnection(_FollowsPlan, connection.Connection):
     """A ``redis.Connection`` that connects wherever its tenant's plan says."""
 
     def __init__(
         self, *, plan: EndpointPlan, owner: Callable[[], Any] = _nobody, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
-        self.plan = plan
-        self.route: Route | None = None
-        self._owner = owner
-        self.retry = _wrap_retry(self.retry)
-        self._home = (self.host, self.port, self.db, self.username, self.password)
+        self._follow(plan, owner)
 
     def connect(self) -> None:
         if self._sock is not None:
@@ -135,18 +174,10 @@ class ManagedConnection(connection.Connection):
                 if probe:
                     self.send_command("PING", check_health=False)  # type: ignore[no-untyped-call]
                     connection.Connection.read_response(self)
-            except AuthenticationError:
-                # Wrong credentials are a settings problem, not ill health: say so.
+            except BaseException as exc:
                 self.disconnect()  # type: ignore[no-untyped-call]
-                plan.abandon(route)
-                raise
-            except (ConnectionError, TimeoutError) as exc:
-                self.disconnect()  # type: ignore[no-untyped-call]
-                plan.failed(route, exc)
-                continue
-            except BaseException:
-                self.disconnect()  # type: ignore[no-untyped-call]
-                plan.abandon(route)
+                if _judge(plan, route, exc):
+                    continue
                 raise
             self.route = route
             if plan.succeeded(route) is not None:
@@ -157,18 +188,11 @@ class ManagedConnection(connection.Connection):
         self.route = None
         raise plan.exhausted()
 
-    def should_reconnect(self) -> bool:
-        # ``route`` is None while connecting: pub/sub re-subscribes from inside connect.
-        route = self.route
-        return self._should_reconnect or (route is not None and not self.plan.keep(route))
-
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().read_response(*args, **kwargs)
         except TimeoutError as exc:
-            # An explicit per-read timeout is the caller's choice, not a sick server.
-            if "timeout" not in kwargs and self.route is not None:
-                self.plan.failed(self.route, exc)
+            self._count_timeout(exc, args, kwargs)
             raise
 
 
@@ -176,18 +200,14 @@ class ManagedSSLConnection(ManagedConnection, connection.SSLConnection):
     """TLS variant of :class:`ManagedConnection`."""
 
 
-class AsyncManagedConnection(aconnection.Connection):
+class AsyncManagedConnection(_FollowsPlan, aconnection.Connection):
     """The ``redis.asyncio`` twin of :class:`ManagedConnection`."""
 
     def __init__(
         self, *, plan: EndpointPlan, owner: Callable[[], Any] = _nobody, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
-        self.plan = plan
-        self.route: Route | None = None
-        self._owner = owner
-        self.retry = _wrap_retry(self.retry)
-        self._home = (self.host, self.port, self.db, self.username, self.password)
+        self._follow(plan, owner)
 
     async def connect(self) -> None:
         if self.is_connected:
@@ -210,18 +230,10 @@ class AsyncManagedConnection(aconnection.Connection):
                 if probe:
                     await self.send_command("PING", check_health=False)
                     await aconnection.Connection.read_response(self)
-            except AuthenticationError:
-                # Wrong credentials are a settings problem, not ill health: say so.
+            except BaseException as exc:
                 await self.disconnect()
-                plan.abandon(route)
-                raise
-            except (ConnectionError, TimeoutError) as exc:
-                await self.disconnect()
-                plan.failed(route, exc)
-                continue
-            except BaseException:
-                await self.disconnect()
-                plan.abandon(route)
+                if _judge(plan, route, exc):
+                    continue
                 raise
             self.route = route
             if plan.succeeded(route) is not None:
@@ -232,18 +244,11 @@ class AsyncManagedConnection(aconnection.Connection):
         self.route = None
         raise plan.exhausted()
 
-    def should_reconnect(self) -> bool:
-        # ``route`` is None while connecting: pub/sub re-subscribes from inside connect.
-        route = self.route
-        return self._should_reconnect or (route is not None and not self.plan.keep(route))
-
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return await super().read_response(*args, **kwargs)
         except TimeoutError as exc:
-            explicit = len(args) > 1 or kwargs.get("timeout") is not None
-            if not explicit and self.route is not None:
-                self.plan.failed(self.route, exc)
+            self._count_timeout(exc, args, kwargs)
             raise
 
 
