@@ -66,7 +66,7 @@ def build_async(
         sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
             list(topology.nodes), sentinel_kwargs=_sentinel_kwargs(kwargs, topology), **kwargs
         )
-        return sentinel.master_for(topology.service, redis_class=redis.asyncio.Redis)
+        return sentinel.master_for(topology.service, redis_class=_AsyncSentinelMaster)
     if kind == "cluster":
         nodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in topology.nodes]
         return redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, **kwargs)
@@ -74,6 +74,31 @@ def build_async(
     if kind == "standalone":
         manage_pool(client.connection_pool, plan())
     return client
+
+
+class _AsyncSentinelMaster(redis.asyncio.Redis):
+    """``master_for``'s client, closing its private ``Sentinel``'s connections with its pool.
+
+    redis-py's ``aclose`` closes only the master pool; the connections the pool opened
+    to the sentinels (to look the master up) would stay open until garbage collection,
+    which for asyncio means a ``ResourceWarning`` after the loop has gone.
+    """
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        try:
+            await super().aclose(close_connection_pool)
+        finally:
+            if close_connection_pool or (
+                close_connection_pool is None and self.auto_close_connection_pool
+            ):
+                for sentinel in _sentinel_clients(self):
+                    await sentinel.aclose()
+
+
+def _sentinel_clients(client: Any) -> list[Any]:
+    """The clients to the sentinels behind a ``master_for`` client (else none)."""
+    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    return list(getattr(manager, "sentinels", ()))
 
 
 def _sentinel_kwargs(kwargs: Mapping[str, Any], topology: Topology) -> dict[str, Any]:
@@ -95,6 +120,9 @@ def close_sync(client: Any) -> None:
         client.close()
         return
     retire_pool(client.connection_pool)
+    for sentinel in _sentinel_clients(client):
+        # Its own Sentinel's: only used to look the master up, reopened if needed.
+        sentinel.close()
 
 
 def retire_pool(pool: redis.ConnectionPool) -> None:

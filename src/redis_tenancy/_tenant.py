@@ -169,16 +169,9 @@ class Tenant:
     def plan(self) -> EndpointPlan:
         """The sync side's endpoint plan (made on first need; shared with the async side
         when both connect to the same endpoints)."""
-        plan = self._plan
-        if plan is None:
-            settings = self.settings
-            plan = self._plan = EndpointPlan(
-                self.name,
-                _routes(settings.endpoint, settings.topology),
-                settings.topology.policy,
-                self.announce,
-            )
-        return plan
+        if self._plan is None:
+            self._plan = self._new_plan(self.settings.endpoint, self.settings.topology)
+        return self._plan
 
     def async_plan(self) -> EndpointPlan:
         """The async side's endpoint plan (the sync one unless the async side differs)."""
@@ -186,15 +179,12 @@ class Tenant:
         same = settings.async_endpoint == settings.endpoint
         if same and settings.async_topology.failover == settings.topology.failover:
             return self.plan()
-        plan = self._aplan
-        if plan is None:
-            plan = self._aplan = EndpointPlan(
-                self.name,
-                _routes(settings.async_endpoint, settings.async_topology),
-                settings.async_topology.policy,
-                self.announce,
-            )
-        return plan
+        if self._aplan is None:
+            self._aplan = self._new_plan(settings.async_endpoint, settings.async_topology)
+        return self._aplan
+
+    def _new_plan(self, primary: str, topology: Topology) -> EndpointPlan:
+        return EndpointPlan(self.name, _routes(primary, topology), topology.policy, self.announce)
 
     def set_failover(self, settings: TenantSettings) -> None:
         """Swap in settings that differ only in failover endpoints; clients stay.
