@@ -29,7 +29,15 @@ from ._failover import EndpointPlan
 from ._pool import manage_pool
 from ._settings import Topology
 
-__all__ = ["build_async", "build_sync", "close_sync", "is_cluster", "retire_pool"]
+__all__ = [
+    "build_async",
+    "build_sync",
+    "close_sync",
+    "disconnect_idle_async",
+    "disconnect_sync",
+    "is_cluster",
+    "retire_pool",
+]
 
 
 def build_sync(
@@ -111,6 +119,21 @@ def _sentinel_kwargs(kwargs: Mapping[str, Any], topology: Topology) -> dict[str,
 def is_cluster(client: object) -> bool:
     """True for sync and async ``RedisCluster`` clients."""
     return isinstance(client, redis.cluster.RedisCluster | redis.asyncio.cluster.RedisCluster)
+
+
+def disconnect_sync(client: Any) -> None:
+    """Close every connection of a sync client (``Router.close``)."""
+    if isinstance(client, redis.cluster.RedisCluster):
+        client.close()
+    else:
+        client.connection_pool.disconnect()
+
+
+async def disconnect_idle_async(client: Any) -> None:
+    """Close an async client's idle connections now; a cluster client, whose nodes own
+    their pools, is closed with its event loop like every retired async client."""
+    if not is_cluster(client):
+        await client.connection_pool.disconnect(inuse_connections=False)
 
 
 def close_sync(client: Any) -> None:

@@ -20,6 +20,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.retry
 
+from ._clients import disconnect_sync
 from ._context import TenantContext
 from ._errors import TenantConfigError, UnknownTenantError
 from ._failover import FailoverEvent, TenantStatus
@@ -353,7 +354,7 @@ class Router:
         for tenant in tenants:
             client = tenant.built_client()
             if client is not None:
-                client.connection_pool.disconnect()
+                disconnect_sync(client)
 
 
 def _sync_view(kwargs: Mapping[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from ._clients import is_cluster
+from ._clients import disconnect_idle_async, is_cluster
 from ._config import read_config
 from ._context import TenantContext
 from ._errors import PopotoException, TenantConfigError, logger
@@ -140,7 +140,7 @@ async def set_async_redis_db_settings(
     """
     _, old = default_router.register_async(env_partition_name, *args, **kwargs)
     if old is not None:
-        await old.connection_pool.disconnect(inuse_connections=False)
+        await disconnect_idle_async(old)
     logger.debug("Async Redis connection reset.")
 
 
