@@ -305,6 +305,7 @@ def test_print_redis_info_logs_one_info_per_cluster_node(
         ({"url": "redis://127.0.0.1:1/0", "sentinel_kwargs": {}}, "needs a redis+sentinel"),
         ({"url": "redis+cluster://127.0.0.1:1", "sentinel_kwargs": {}}, "needs a redis+sentinel"),
         ({"url": "redis+sentinel://127.0.0.1:1/m", "sentinel_kwargs": 3}, "must be a dict"),
+        ({"url": "redis+sentinel://127.0.0.1:1/m", "cluster": True}, "not both"),
     ],
 )
 def test_set_REDIS_DB_settings_rejects_bad_sentinel_and_cluster_forms(

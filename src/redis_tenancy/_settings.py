@@ -316,13 +316,19 @@ def _topology(
     cluster = own.pop("cluster", False)
     if not isinstance(cluster, bool):
         raise TenantConfigError(f"{where}: cluster must be a bool, got {type(cluster).__name__}")
+    if service and cluster:
+        raise TenantConfigError(f"{where}: a tenant is either Sentinel or Cluster, not both")
     kind = "sentinel" if service else "cluster" if cluster else "standalone"
     if kind == "cluster":
         if kwargs.get("db", 0) != 0:
             raise TenantConfigError(f"{where}: a cluster tenant has only db 0")
         kwargs.pop("db", None)
         if not nodes:
-            nodes = ((kwargs.pop("host", "localhost"), kwargs.pop("port", 6379)),)
+            nodes = ((kwargs.get("host", "localhost"), kwargs.get("port", 6379)),)
+    if kind in ("sentinel", "cluster"):
+        # The node list says where to connect; a stray host/port would only confuse.
+        kwargs.pop("host", None)
+        kwargs.pop("port", None)
     if kind != "sentinel" and sentinel_kwargs is not None:
         raise TenantConfigError(f"{where}: sentinel_kwargs needs a redis+sentinel:// url")
     custom = any(k in kwargs for k in ("connection_pool", "unix_socket_path"))
