@@ -466,8 +466,16 @@ def test_runtime_failover_changes_are_checked_too(pair: tuple[RedisServer, Redis
         register_failover_url("fk", backup.url)
     with pytest.raises(TenantConfigError, match="not one of its failover urls"):
         default_router.remove_failover("fk", "redis://127.0.0.1:9/0")
+    with pytest.raises(TenantConfigError, match="at least one url"):
+        default_router.add_failover("fk")
     assert default_router.settings("fk") is before
     assert "failover_urls" not in before.redis_kwargs
+    # db 0 written out or left to the primary's (0) is the same endpoint
+    default_router.remove_failover("fk", backup.url.removesuffix("/0"))
+    assert default_router.settings("fk").topology.failover == ()
+    # None and "" name the default tenant, as in set_REDIS_DB_settings
+    register_failover_url(None, backup.url)
+    assert [e.port for e in default_router.settings("").topology.failover] == [backup.port]
 
 
 def test_failover_passwords_never_reach_logs_or_status(

@@ -193,15 +193,19 @@ class Router:
         and connections already open are not touched, and no client is rebuilt. A URL
         may carry its own credentials and db; parts it leaves out are the primary's.
 
+        ``None``/``""`` name the default tenant, as in ``register``.
+
         Raises:
-            TenantConfigError: a bad URL, a duplicate endpoint, or a tenant that cannot
-                fail over (Sentinel, Cluster, unix socket, own connection pool).
+            TenantConfigError: no URL, a bad URL, a duplicate endpoint, or a tenant that
+                cannot fail over (Sentinel, Cluster, unix socket, own connection pool).
             UnknownTenantError: ``name`` is not registered.
         """
         with self._lock:
-            tenant = self._get_tenant(name)
+            tenant = self._get_tenant(self.canonical(name))
             settings = tenant.settings
             where = f"tenant {tenant.name!r}"
+            if not urls:
+                raise TenantConfigError(f"{where}: add_failover needs at least one url")
             if settings.topology.kind != "standalone":
                 raise TenantConfigError(
                     f"{where}: failover urls need a redis:// or rediss:// primary, "
@@ -221,11 +225,12 @@ class Router:
         Pooled connections to it are dropped when next used; new ones go elsewhere.
         """
         with self._lock:
-            tenant = self._get_tenant(name)
+            tenant = self._get_tenant(self.canonical(name))
             settings = tenant.settings
             where = f"tenant {tenant.name!r}"
             probe = add_failover_endpoints(where, settings.redis_kwargs, (), [url])[0]
-            kept = tuple(e for e in settings.topology.failover if not _same(e, probe))
+            db = settings.redis_kwargs.get("db") or 0
+            kept = tuple(e for e in settings.topology.failover if not _same(e, probe, db))
             if len(kept) == len(settings.topology.failover):
                 raise TenantConfigError(
                     f"{where}: {redact_url(url)} is not one of its failover urls "
@@ -367,8 +372,13 @@ def _sync_view(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _same(a: Any, b: Any) -> bool:
-    return (a.host, a.port, a.db) == (b.host, b.port, b.db)
+def _same(a: Any, b: Any, primary_db: int) -> bool:
+    """Do two failover endpoints name one place (an unset db is the primary's)?"""
+
+    def place(e: Any) -> tuple[str, int, int]:
+        return e.host, e.port, primary_db if e.db is None else e.db
+
+    return place(a) == place(b)
 
 
 def _shown(endpoints: tuple[Any, ...]) -> str:

@@ -147,9 +147,6 @@ class Endpoint:
     password: str | None = field(default=None, repr=False)
     shown: str = ""
 
-    def same_place(self, other: Endpoint) -> bool:
-        return (self.host, self.port, self.db) == (other.host, other.port, other.db)
-
 
 @dataclass(frozen=True, slots=True)
 class Topology:
