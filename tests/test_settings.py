@@ -202,7 +202,9 @@ def test_config_file_registers_tenants_at_import(servers: Servers, tmp_path: Pat
     config = tmp_path / "tenants.toml"
     config.write_text(
         f'[tenants.acme]\nurl = "{servers.b.url}"\nsocket_timeout = 2\n\n'
-        f'[tenants.globex]\nhost = "127.0.0.1"\nport = {servers.c.port}\ndb = 3\n'
+        f'[tenants.globex]\nhost = "127.0.0.1"\nport = {servers.c.port}\ndb = 3\n\n'
+        f'[tenants.failing]\nurl = "redis://127.0.0.1:1/0"\n'
+        f'failover_urls = ["{servers.b.url}"]\nfailover_cooldown = 30\n'
     )
     result = run_python(
         """
@@ -211,14 +213,17 @@ def test_config_file_registers_tenants_at_import(servers: Servers, tmp_path: Pat
             POPOTO_REDIS_DB.set("from-config", "acme")
         with tenant("globex"):
             POPOTO_REDIS_DB.set("from-config", "globex")
+        with tenant("failing"):  # its primary's port is closed: served by the failover url
+            POPOTO_REDIS_DB.set("from-failover", "failing")
         print(default_router.names())
         """,
         env={"REDIS_TENANCY_CONFIG": str(config)},
     )
     assert result.returncode == 0, result.stderr
-    assert "'acme', 'globex'" in result.stdout
+    assert "'acme', 'failing', 'globex'" in result.stdout
     with direct(servers.b) as b, direct(servers.c, db=3) as c:
         assert (b.get("from-config"), c.get("from-config")) == ("acme", "globex")
+        assert b.get("from-failover") == "failing"
 
 
 @pytest.mark.parametrize(
