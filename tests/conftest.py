@@ -21,6 +21,7 @@ import redis
 
 import redis_tenancy
 from redis_tenancy._embedded import RedisServer
+from redis_tenancy._tenant import Tenant
 from redis_tenancy.redis_db import default_router, set_REDIS_DB_settings
 
 #: A password distinctive enough to grep for in logs, reprs and errors.
@@ -76,6 +77,11 @@ def clean_state(servers: Servers) -> Iterator[None]:
         if name != default_router.default_name:
             default_router.remove(name)
     set_REDIS_DB_settings("", url=servers.a.url)
+
+
+def live(name: str) -> Tenant:
+    """Tenant ``name``'s live object (registration alone only stores settings)."""
+    return default_router._registry.resolve(name)
 
 
 def run_python(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,6 @@ import threading
 
 import redis.asyncio
 
-from redis_tenancy import default_router
 from redis_tenancy.redis_db import (
     POPOTO_ASYNC_REDIS_DB,
     get_async_redis_db,
@@ -16,7 +15,7 @@ from redis_tenancy.redis_db import (
     tenant,
 )
 
-from .conftest import Servers, direct
+from .conftest import Servers, direct, live
 
 
 async def _roundtrip(name: str, key: str) -> bytes | None:
@@ -76,7 +75,7 @@ def test_loops_in_several_threads_each_get_their_own_client(servers: Servers) ->
 
 def test_clients_of_closed_loops_are_released(servers: Servers) -> None:
     set_REDIS_DB_settings("acme", url=servers.b.url)
-    acme = default_router.lookup["acme"]
+    acme = live("acme")
 
     async def once() -> None:
         async with tenant("acme"):
@@ -116,7 +115,7 @@ def test_concurrent_first_use_in_one_loop_builds_one_client(servers: Servers) ->
 
 def test_concurrent_first_use_from_threads_is_race_free(servers: Servers) -> None:
     set_REDIS_DB_settings("acme", url=servers.b.url)
-    acme = default_router.lookup["acme"]
+    acme = live("acme")
     barrier = threading.Barrier(8)
     pools: list[int] = []
     loops_alive = threading.Event()

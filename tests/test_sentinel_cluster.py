@@ -36,7 +36,7 @@ from redis_tenancy.redis_db import (
     tenant_status,
 )
 
-from .conftest import SECRET, direct, wait_until
+from .conftest import SECRET, direct, live, wait_until
 from .topologies import Cluster, SentinelGroup, start_cluster, start_sentinel_group
 
 #: Short socket timeouts: a dead master costs a retry a second at most, not five.
@@ -354,7 +354,7 @@ def test_multi_host_url_password_is_masked(url: str, shown: str) -> None:
     texts = [
         repr(settings),
         repr(settings.topology),
-        repr(default_router.lookup["x"]),
+        repr(live("x")),
         repr(tenant_status("x")),
     ]
     for text in texts:

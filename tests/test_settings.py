@@ -26,7 +26,7 @@ from redis_tenancy.redis_db import (
     tenant,
 )
 
-from .conftest import SECRET, Servers, direct, run_python
+from .conftest import SECRET, Servers, direct, live, run_python
 
 
 @pytest.fixture
@@ -168,7 +168,7 @@ def test_password_never_appears_in_logs_reprs_or_errors(
     with tenant("auth"):
         POPOTO_REDIS_DB.set("x", 1)
         texts += [repr(POPOTO_REDIS_DB), str(POPOTO_REDIS_DB), repr(default_router.settings())]
-        texts.append(repr(default_router.lookup["auth"]))
+        texts.append(repr(live("auth")))
     bad_calls: list[dict[str, Any]] = [
         {"url": f"http://:{SECRET}@127.0.0.1:1/0"},
         {"url": f"redis://:{SECRET}@127.0.0.1:notaport/0"},

@@ -65,8 +65,8 @@ class InvalidTenantNameError(TenantConfigError, TypeError):
 class UnknownTenantError(PopotoException):
     """A tenant name that is not registered (or was removed)."""
 
-    def __init__(self, name: str, known: int | None = None) -> None:
-        hint = (
+    def __init__(self, name: str, known: int | None = None, hint: str | None = None) -> None:
+        hint = hint or (
             "register it first with set_REDIS_DB_settings(name, url=...) "
             "or Router.register(name, ...)"
         )

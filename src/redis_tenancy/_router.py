@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -22,10 +21,11 @@ import redis.asyncio.retry
 
 from ._clients import disconnect_sync
 from ._context import TenantContext
-from ._errors import TenantConfigError, UnknownTenantError
+from ._errors import TenantConfigError
 from ._failover import FailoverEvent, TenantStatus
 from ._proxy import make_async_proxy, make_sync_proxy
 from ._redact import redact_url
+from ._registry import AsyncLoader, Loader, Registry, named
 from ._settings import (
     FALLBACK_URL,
     TenantSettings,
@@ -67,6 +67,9 @@ class Router:
         default_name: str | None = None,
         default_url: str | None = None,
         require_tenant: bool = False,
+        loader: Loader | None = None,
+        async_loader: AsyncLoader | None = None,
+        negative_ttl: float = 5.0,
     ) -> None:
         name = default_name if default_name is not None else default_tenant_name()
         if not isinstance(name, str):
@@ -76,11 +79,17 @@ class Router:
         default = Tenant(parse_settings(name, (), {"url": url}), self._announce)
         self.default_name: str = name
         self.require_tenant = require_tenant
-        self._lock = threading.RLock()
-        self._tenants: dict[str, Tenant] = {name: default}
-        #: Tenants by the names callers pass: ``None`` and ``""`` alias the default.
+        self._registry = Registry(
+            default,
+            self._new_tenant,
+            loader=loader,
+            async_loader=async_loader,
+            negative_ttl=negative_ttl,
+        )
+        self._lock = self._registry.lock
+        #: Live tenants by the names callers pass: ``None`` and ``""`` alias the default.
         #: A plain attribute (not a property): ``tenant().__enter__`` reads it inline.
-        self.lookup: dict[str | None, Tenant] = {name: default, "": default, None: default}
+        self.lookup: dict[str | None, Tenant] = self._registry.lookup
         fallback: Tenant | StrictSlot = StrictSlot() if require_tenant else default
         #: The ContextVar holding the active tenant object (read by the proxies).
         self.var: ContextVar[Tenant | StrictSlot] = ContextVar(
@@ -93,7 +102,10 @@ class Router:
 
     def __repr__(self) -> str:
         mode = ", strict" if self.require_tenant else ""
-        return f"<Router {len(self._tenants)} tenants, default={self.default_name!r}{mode}>"
+        return f"<Router {len(self)} tenants, default={self.default_name!r}{mode}>"
+
+    def _new_tenant(self, settings: TenantSettings) -> Tenant:
+        return Tenant(settings, self._announce)
 
     # -- registry ---------------------------------------------------------------------
 
@@ -113,9 +125,11 @@ class Router:
         Raises:
             TenantConfigError: bad URL, unknown keyword, wrong type; nothing changed.
         """
-        settings = parse_settings(self.canonical(name), args, kwargs)
-        self._apply([settings])
-        return settings
+        key = self.canonical(name)
+        settings = self._registry.parse(key, args, kwargs)
+        self._registry.apply([(key, settings)])
+        logger.debug("tenant %r registered: %s", key, settings.endpoint)
+        return named(settings, key)
 
     def register_async(
         self, name: str | None = "", *args: Any, **kwargs: Any
@@ -128,46 +142,55 @@ class Router:
         key = self.canonical(name)
         async_kwargs, topology = normalize_kwargs(key, args, kwargs, for_async=True)
         with self._lock:
-            existing = self._tenants.get(key)
+            existing = self._registry.find(key)
             if existing is None:
                 settings = parse_settings(key, args, _sync_view(kwargs))
                 settings = settings.with_async(async_kwargs, topology)
-                self._add(Tenant(settings, self._announce))
+                self._registry.apply([(key, settings)])
                 return settings, None
             settings = existing.settings.with_async(async_kwargs, topology)
             old = existing.replace_async(settings)
         logger.debug("tenant %r async side set: %s", key, settings.async_endpoint)
         return settings, old
 
-    def register_many(self, tenants: Mapping[str, Mapping[str, Any]]) -> list[TenantSettings]:
+    def register_many(self, tenants: Mapping[str, Mapping[str, Any]]) -> int:
         """Register or replace several tenants at once, all or nothing.
 
         Every entry is validated before any is applied, so one bad entry leaves the
-        registry exactly as it was.
+        registry exactly as it was. Entries with identical settings are parsed once
+        and share one frozen settings object. Returns how many were registered.
 
         Example::
 
             router.register_many({"acme": {"url": "redis://a:6379/0"},
                                   "globex": {"host": "b", "db": 3}})
         """
-        parsed = [parse_settings(self.canonical(n), (), kw) for n, kw in tenants.items()]
-        self._apply(parsed)
-        return parsed
+        parse, canonical = self._registry.parse, self.canonical
+        entries = []
+        for name, kwargs in tenants.items():
+            key = canonical(name)
+            entries.append((key, parse(key, (), kwargs)))
+        self._registry.apply(entries)
+        logger.debug("%d tenants registered", len(entries))
+        return len(entries)
 
-    def _apply(self, parsed: list[TenantSettings]) -> None:
-        with self._lock:
-            for settings in parsed:
-                existing = self._tenants.get(settings.name)
-                if existing is None:
-                    self._add(Tenant(settings, self._announce))
-                else:
-                    existing.replace(settings)
-        for settings in parsed:
-            logger.debug("tenant %r registered: %s", settings.name, settings.endpoint)
+    def register_bulk(self, names: Iterable[str], *args: Any, **kwargs: Any) -> int:
+        """Register many tenants that share one set of connection settings.
 
-    def _add(self, tenant: Tenant) -> None:
-        self._tenants[tenant.name] = tenant
-        self.lookup[tenant.name] = tenant
+        The cheapest way to register very many tenants: the settings are validated
+        once and each name costs one dict entry until it is first used. Names that
+        exist are replaced. All or nothing. Returns how many names were registered.
+
+        Example::
+
+            router.register_bulk((f"shop-{i}" for i in range(100_000)), url=SHARED_URL)
+        """
+        names = list(names)
+        first = names[0] if names and isinstance(names[0], str) else "<bulk>"
+        settings = self._registry.parse(first, args, kwargs)
+        count = self._registry.bulk(names, settings)
+        logger.debug("%d tenants registered in bulk: %s", count, settings.endpoint)
+        return count
 
     def remove(self, name: str) -> None:
         """Unregister ``name`` and close its clients; later use raises UnknownTenantError.
@@ -177,12 +200,9 @@ class Router:
         key = self.canonical(name)
         if key == self.default_name:
             raise ValueError("the default tenant cannot be removed")
-        with self._lock:
-            tenant = self._tenants.pop(key, None)
-            if tenant is None:
-                raise UnknownTenantError(key, len(self._tenants))
-            del self.lookup[key]
-        tenant.close()
+        tenant = self._registry.remove(key)
+        if tenant is not None:
+            tenant.close()
 
     # -- failover -----------------------------------------------------------------------
 
@@ -278,17 +298,21 @@ class Router:
 
     def names(self) -> list[str]:
         """Registered tenant names, default first."""
-        return [self.default_name, *sorted(n for n in self._tenants if n != self.default_name)]
+        return self._registry.names()
 
     def settings(self, name: str | None = None) -> TenantSettings:
-        """The settings of ``name`` (default: the active tenant)."""
+        """The settings of ``name`` (default: the active tenant); no client is built."""
+        if name is not None:
+            found = self._registry.settings_of(self.canonical(name))
+            if found is not None:
+                return found
         return self._get_tenant(name).settings
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str | None) and name in self.lookup
+        return isinstance(name, str | None) and name in self._registry
 
     def __len__(self) -> int:
-        return len(self._tenants)
+        return len(self._registry)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
@@ -301,12 +325,25 @@ class Router:
         return TenantContext(self, name)
 
     def activate(self, name: str | None) -> Token[Any]:
-        """Set the active tenant and return the ContextVar token (for ``reset``)."""
+        """Set the active tenant and return the ContextVar token (for ``reset``).
+
+        A registered name that was never used becomes live here; an unknown one is
+        asked of the loader (if any), else raises ``UnknownTenantError``.
+        """
         try:
             found = self.lookup[name]
         except (KeyError, TypeError):
             check_name(name)
-            raise UnknownTenantError(str(name), len(self._tenants)) from None
+            found = self._registry.resolve(str(name))
+        return self.var.set(found)
+
+    async def aactivate(self, name: str | None) -> Token[Any]:
+        """:meth:`activate` for async code: an async loader may be awaited."""
+        try:
+            found = self.lookup[name]
+        except (KeyError, TypeError):
+            check_name(name)
+            found = await self._registry.aresolve(str(name))
         return self.var.set(found)
 
     def current(self) -> str:
@@ -338,10 +375,7 @@ class Router:
             if isinstance(slot, Tenant):
                 return slot
             self.current()  # raises the strict-mode error
-        try:
-            return self.lookup[self.canonical(name)]
-        except KeyError:
-            raise UnknownTenantError(str(name), len(self._tenants)) from None
+        return self._registry.resolve(self.canonical(name))
 
     def describe_active(self) -> str:
         """``tenant='acme' endpoint=redis://host:port/db`` for the active tenant."""
@@ -355,7 +389,7 @@ class Router:
     def close(self) -> None:
         """Close every tenant's sync pool (async clients close with their loops)."""
         with self._lock:
-            tenants = list(self._tenants.values())
+            tenants = list(self._registry.live.values())
         for tenant in tenants:
             client = tenant.built_client()
             if client is not None:
