@@ -22,6 +22,7 @@ from ._failover import FailoverEvent as FailoverEvent
 from ._failover import TenantStatus as TenantStatus
 from ._router import Router as Router
 from ._settings import TenantSettings as TenantSettings
+from ._stats import RouterStats as RouterStats
 from .redis_db import BEGINNING_OF_TIME as BEGINNING_OF_TIME
 from .redis_db import ENCODING as ENCODING
 from .redis_db import POPOTO_ASYNC_REDIS_DB as POPOTO_ASYNC_REDIS_DB
@@ -56,6 +57,7 @@ __all__ = [
     "NoHealthyEndpointError",
     "PopotoException",
     "Router",
+    "RouterStats",
     "TenantConfigError",
     "TenantContext",
     "TenantSettings",

@@ -44,6 +44,10 @@ class Activator(Protocol):
         """Make ``name`` the active tenant; raise ``UnknownTenantError`` if unknown."""
         ...
 
+    async def aactivate(self, name: str | None) -> Token[Any]:
+        """``activate`` from async code (an async tenant loader may be awaited)."""
+        ...
+
 
 class TenantContext:
     """Run a block or a function with a tenant active.
@@ -83,6 +87,9 @@ class TenantContext:
             token = self._set(self._lookup[self.name])
         except (KeyError, TypeError):
             token = self._router.activate(self.name)  # raises UnknownTenantError
+        return self._hold(token)
+
+    def _hold(self, token: Token[Any]) -> TenantContext:
         held = self._token
         if held is None:
             self._token = token
@@ -112,7 +119,11 @@ class TenantContext:
         token.var.reset(token)
 
     async def __aenter__(self) -> TenantContext:
-        return self.__enter__()
+        try:
+            token = self._set(self._lookup[self.name])
+        except (KeyError, TypeError):
+            token = await self._router.aactivate(self.name)
+        return self._hold(token)
 
     async def __aexit__(
         self,
@@ -127,10 +138,11 @@ class TenantContext:
         activate = self._router.activate
         name = self.name
         if inspect.iscoroutinefunction(func):
+            aactivate = self._router.aactivate
 
             @functools.wraps(func)
             async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                token = activate(name)
+                token = await aactivate(name)
                 try:
                     return await func(*args, **kwargs)
                 finally:

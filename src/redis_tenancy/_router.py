@@ -35,6 +35,7 @@ from ._settings import (
     normalize_kwargs,
     parse_settings,
 )
+from ._stats import RouterStats, count_pools
 from ._tenant import StrictSlot, Tenant, Unresolved, resolved
 
 __all__ = ["Router"]
@@ -383,6 +384,14 @@ class Router:
         if isinstance(slot, Tenant):
             return f"tenant={slot.name!r} endpoint={slot.settings.endpoint}"
         return repr(slot)
+
+    def stats(self) -> RouterStats:
+        """Registered and live tenants, live clients, pools, open and idle connections."""
+        with self._lock:
+            registered = len(self._registry)
+            live = list(self._registry.live.values())
+        clients, pools, open_, idle = count_pools(c for t in live for c in t.clients())
+        return RouterStats(registered, len(live), clients, pools, open_, idle)
 
     # -- lifecycle --------------------------------------------------------------------
 

@@ -296,6 +296,13 @@ class Tenant:
             if seen is entry:
                 self.athreads.pop(ident, None)
 
+    def clients(self) -> list[Any]:
+        """Every client this tenant has built and still routes to (for statistics)."""
+        with self._lock:
+            found: list[Any] = [e.client for e in self._aloops.values() if e.generation >= 0]
+        sync = self.built_client()
+        return found if sync is None else [sync, *found]
+
     def loop_count(self) -> int:
         """How many event loops currently hold clients of this tenant."""
         return len(self._aloops)
