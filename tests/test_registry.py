@@ -204,13 +204,19 @@ def test_bad_loader_answers_are_typed_errors(servers: Servers, answer: Any) -> N
 
 def test_stats_count_clients_pools_and_connections(router: Router, servers: Servers) -> None:
     router.register_bulk(["x", "y"], url=servers.b.url)
+    router.register("z", url=servers.b.url.removesuffix("/0") + "/1")
     with router.tenant("x"):
         router.redis.ping()
     with router.tenant("y"):
         pipe = router.redis.pipeline()
         pipe.ping()
         pipe.execute()
+    with router.tenant("z"):
+        router.redis.ping()
     stats = router.stats()
-    assert (stats.registered, stats.live_tenants, stats.live_clients) == (3, 3, 2)
-    assert stats.pools == 2
+    assert (stats.registered, stats.live_tenants) == (4, 4)
+    # x and y have identical settings: one client, one pool; z (another db) has its own
+    assert (stats.live_clients, stats.pools) == (2, 2)
     assert (stats.open_connections, stats.idle_connections) == (2, 2)
+    assert router.client("x") is router.client("y")
+    assert router.client("z") is not router.client("x")

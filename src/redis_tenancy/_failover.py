@@ -164,6 +164,7 @@ class EndpointPlan:
         "routes",
         "stable",
         "tenant",
+        "touched",
     )
 
     def __init__(
@@ -182,6 +183,8 @@ class EndpointPlan:
         self.active: Route | None = None
         self.failovers = 0
         self.failbacks = 0
+        #: Set by connections on every checkout: the use bit of the live-client clock.
+        self.touched = False
         self._lock = threading.Lock()
         #: Connections to ``stable`` are reused without further checks until ``recheck_at``.
         self.stable: Route | None = None

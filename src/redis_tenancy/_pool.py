@@ -153,8 +153,10 @@ class ManagedConnection(_FollowsPlan, connection.Connection):
         self._follow(plan, owner)
 
     def connect(self) -> None:
+        plan = self.plan
+        plan.touched = True
         if self._sock is not None:
-            if self.plan.keep(self.route):
+            if plan.keep(self.route):
                 return
             self.disconnect()
         self.connect_check_health()
@@ -210,8 +212,10 @@ class AsyncManagedConnection(_FollowsPlan, aconnection.Connection):
         self._follow(plan, owner)
 
     async def connect(self) -> None:
+        plan = self.plan
+        plan.touched = True
         if self.is_connected:
-            if self.plan.keep(self.route):
+            if plan.keep(self.route):
                 return
             await self.disconnect()
         await self.connect_check_health()

@@ -19,6 +19,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.retry
 
+from ._backend import Backends
 from ._clients import disconnect_sync
 from ._context import TenantContext
 from ._errors import TenantConfigError
@@ -71,13 +72,23 @@ class Router:
         loader: Loader | None = None,
         async_loader: AsyncLoader | None = None,
         negative_ttl: float = 5.0,
+        max_live_clients: int | None = None,
     ) -> None:
         name = default_name if default_name is not None else default_tenant_name()
         if not isinstance(name, str):
             check_name(name)
         url = default_url or os.environ.get("REDIS_URL") or FALLBACK_URL
+        if max_live_clients is not None and (
+            isinstance(max_live_clients, bool)
+            or not isinstance(max_live_clients, int)
+            or max_live_clients < 1
+        ):
+            raise TenantConfigError(
+                f"max_live_clients must be an int >= 1 or None, got {max_live_clients!r}"
+            )
         self._hooks: list[Callable[[FailoverEvent], object]] = []
-        default = Tenant(parse_settings(name, (), {"url": url}), self._announce)
+        self._backends = Backends(self._announce, max_live_clients)
+        default = Tenant(parse_settings(name, (), {"url": url}), self._backends)
         self.default_name: str = name
         self.require_tenant = require_tenant
         self._registry = Registry(
@@ -106,7 +117,7 @@ class Router:
         return f"<Router {len(self)} tenants, default={self.default_name!r}{mode}>"
 
     def _new_tenant(self, settings: TenantSettings) -> Tenant:
-        return Tenant(settings, self._announce)
+        return Tenant(settings, self._backends)
 
     # -- registry ---------------------------------------------------------------------
 

@@ -21,7 +21,8 @@ class RouterStats:
     Attributes:
         registered: tenant names the router knows (live or not yet used).
         live_tenants: tenants used at least once (they have a Tenant object).
-        live_clients: redis-py client objects built (sync, plus async per event loop).
+        live_clients: redis-py client objects built (sync, plus async per event loop);
+            tenants with identical connection settings share theirs.
         pools: distinct connection pools behind those clients.
         open_connections: connected sockets in those pools, busy or idle.
         idle_connections: connected sockets waiting in a pool.
@@ -46,9 +47,12 @@ def _is_open(connection: Any) -> bool:
 def count_pools(clients: Iterable[Any]) -> tuple[int, int, int, int]:
     """``(clients, pools, open, idle)`` over ``clients`` (shared pools counted once)."""
     seen: set[int] = set()
-    n_clients = n_pools = n_open = n_idle = 0
+    seen_clients: set[int] = set()
+    n_pools = n_open = n_idle = 0
     for client in clients:
-        n_clients += 1
+        if id(client) in seen_clients:
+            continue
+        seen_clients.add(id(client))
         pool = getattr(client, "connection_pool", None)
         if pool is None or id(pool) in seen:
             continue
@@ -58,4 +62,4 @@ def count_pools(clients: Iterable[Any]) -> tuple[int, int, int, int]:
         busy = [c for c in list(pool._in_use_connections) if _is_open(c)]
         n_idle += len(idle)
         n_open += len(idle) + len(busy)
-    return n_clients, n_pools, n_open, n_idle
+    return len(seen_clients), n_pools, n_open, n_idle

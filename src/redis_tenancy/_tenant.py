@@ -27,10 +27,10 @@ from typing import Any, TypeVar
 import redis
 import redis.asyncio
 
-from ._clients import build_async, build_sync, close_sync
+from ._backend import Backend, Backends
 from ._errors import NoActiveTenantError, NoEventLoopError, PopotoException, UnknownTenantError
-from ._failover import EndpointPlan, FailoverEvent, TenantStatus
-from ._settings import TenantSettings, Topology
+from ._failover import EndpointPlan, TenantStatus
+from ._settings import TenantSettings
 
 __all__ = ["LoopClients", "Pending", "StrictSlot", "Tenant", "Unresolved", "resolved"]
 
@@ -108,10 +108,9 @@ class Tenant:
     __slots__ = (
         "__weakref__",
         "_aloops",
-        "_aplan",
+        "_backend",
+        "_backends",
         "_lock",
-        "_plan",
-        "announce",
         "athreads",
         "client",
         "generation",
@@ -122,22 +121,17 @@ class Tenant:
 
     client: redis.Redis | Pending
 
-    def __init__(
-        self,
-        settings: TenantSettings,
-        announce: Callable[[FailoverEvent], None] | None = None,
-    ) -> None:
+    def __init__(self, settings: TenantSettings, backends: Backends | None = None) -> None:
         self.client = Pending(self)
         self.name = settings.name
         self.settings = settings
-        self.announce = announce
         self.generation = 0
         self.removed = False
         self.athreads: dict[int, LoopClients] = {}
         self._aloops: dict[asyncio.AbstractEventLoop, LoopClients] = {}
         self._lock = threading.Lock()
-        self._plan: EndpointPlan | None = None
-        self._aplan: EndpointPlan | None = None
+        self._backends = backends if backends is not None else Backends(None)
+        self._backend: Backend | None = None
 
     def __repr__(self) -> str:
         return f"<Tenant {self.name!r} {self.settings.endpoint}>"
@@ -159,56 +153,54 @@ class Tenant:
                 return client  # type: ignore[return-value]
             if self.removed:
                 raise Unresolved(lambda: UnknownTenantError(self.name))
-            settings = self.settings
-            client = build_sync(settings.redis_kwargs, settings.topology, self.plan)
+            backend = self.backend()
+            client, built = backend.sync_client()
             self.client = client
-            return client  # type: ignore[no-any-return]
+        if built:
+            self._backends.built(backend)
+        return client  # type: ignore[no-any-return]
+
+    def drop_sync_client(self, client: Any) -> None:
+        """``client`` was evicted: the next access builds (or finds) a fresh one."""
+        with self._lock:
+            if self.client is client:
+                self.client = Pending(self)
+
+    def backend(self) -> Backend:
+        """The shared backend of this tenant's connection identity (lock held or not)."""
+        backend = self._backend
+        if backend is None:
+            backend = self._backend = self._backends.acquire(self, self.settings)
+        return backend
 
     # -- failover plans ---------------------------------------------------------------
 
     def plan(self) -> EndpointPlan:
-        """The sync side's endpoint plan (made on first need; shared with the async side
-        when both connect to the same endpoints)."""
-        if self._plan is None:
-            self._plan = self._new_plan(self.settings.endpoint, self.settings.topology)
-        return self._plan
-
-    def async_plan(self) -> EndpointPlan:
-        """The async side's endpoint plan (the sync one unless the async side differs)."""
-        settings = self.settings
-        same = settings.async_endpoint == settings.endpoint
-        if same and settings.async_topology.failover == settings.topology.failover:
-            return self.plan()
-        if self._aplan is None:
-            self._aplan = self._new_plan(settings.async_endpoint, settings.async_topology)
-        return self._aplan
-
-    def _new_plan(self, primary: str, topology: Topology) -> EndpointPlan:
-        return EndpointPlan(self.name, _routes(primary, topology), topology.policy, self.announce)
+        """The sync side's endpoint plan (shared with every tenant of the same identity)."""
+        return self.backend().plan()
 
     def set_failover(self, settings: TenantSettings) -> None:
-        """Swap in settings that differ only in failover endpoints; clients stay.
+        """Swap in settings that differ only in failover endpoints.
 
         The plans learn the new endpoint list at once, so the next connection the
-        tenant opens may use it; connections already open are not touched.
+        tenant opens may use it; connections already open are not touched and, unless
+        other tenants share this tenant's connections, no client is rebuilt.
         """
         with self._lock:
             self.settings = settings
-            for plan, side, topology in (
-                (self._plan, settings.endpoint, settings.topology),
-                (self._aplan, settings.async_endpoint, settings.async_topology),
-            ):
-                if plan is not None:
-                    plan.set_routes(_routes(side, topology))
+            backend = self._backend
+            if backend is None or self._backends.refailover(self, backend, settings):
+                return
+            self._backend = None
+            self.client = Pending(self)
+            self._bump_async_generation()
 
     def status(self) -> TenantStatus:
         """Endpoints, their circuit states and switch counters (see Router.status)."""
         topology = self.settings.topology
         if topology.kind in ("sentinel", "cluster"):
             return TenantStatus(self.name, topology.kind, self.settings.endpoint, ())
-        with self._lock:
-            plan = self.plan()
-        return plan.status(self.name, topology.kind)
+        return self.plan().status(self.name, topology.kind)
 
     def built_client(self) -> redis.Redis | None:
         """The sync client if it has been built, without building it."""
@@ -233,8 +225,11 @@ class Tenant:
             entry = self._aloops.get(loop) if loop is not None else None
             old = entry.client if entry is not None and entry.generation >= 0 else None
             self.settings = settings
-            self._aplan = None
+            backend, self._backend = self._backend, None
+            self.client = Pending(self)
             self._bump_async_generation()
+        if backend is not None:
+            self._backends.release(self, backend)
         return old
 
     def _bump_async_generation(self) -> None:
@@ -278,10 +273,7 @@ class Tenant:
             return entry.client
 
     def _new_async_client(self) -> redis.asyncio.Redis:
-        settings = self.settings
-        return build_async(  # type: ignore[no-any-return]
-            settings.async_kwargs, settings.async_topology, self.async_plan
-        )
+        return self.backend().async_client(asyncio.get_running_loop())  # type: ignore[no-any-return]
 
     def _prune_closed_loops(self) -> None:
         # Loops closed without shutdown_asyncgens() (a bare loop.close()) never ran
@@ -316,22 +308,15 @@ class Tenant:
     def _retire_clients(self, settings: TenantSettings | None) -> None:
         # One place for replace and removal: swap under the lock, close outside it.
         with self._lock:
-            old = self.built_client()
             if settings is None:
                 self.removed = True
             else:
                 self.settings = settings
             self.client = Pending(self)
-            self._plan = self._aplan = None
+            backend, self._backend = self._backend, None
             self._bump_async_generation()
-        if old is not None:
-            close_sync(old)
-
-
-def _routes(primary: str, topology: Topology) -> list[tuple[object, str]]:
-    """The plan's (target, redacted URL) list: the primary (``None``: the connection's
-    own settings), then each failover endpoint."""
-    return [(None, primary), *((e, e.shown) for e in topology.failover)]
+        if backend is not None:  # its clients close if no other tenant shares them
+            self._backends.release(self, backend)
 
 
 async def _closer(tenant: Tenant, entry: LoopClients) -> AsyncGenerator[None, None]:
