@@ -24,6 +24,7 @@ import redis.asyncio.cluster
 import redis.asyncio.sentinel
 import redis.cluster
 import redis.sentinel
+from redis.driver_info import resolve_driver_info
 
 from ._failover import EndpointPlan
 from ._pool import manage_pool
@@ -59,7 +60,7 @@ def build_sync(
             for h, p in topology.nodes
         ]
         return redis.cluster.RedisCluster(startup_nodes=nodes, **kwargs)
-    client = redis.Redis(**kwargs)
+    client = redis.Redis(**_with_driver_info(kwargs))
     if kind == "standalone":
         manage_pool(client.connection_pool, plan())
     return client
@@ -78,7 +79,7 @@ def build_async(
     if kind == "cluster":
         nodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in topology.nodes]
         return redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, **kwargs)
-    client = redis.asyncio.Redis(**kwargs)
+    client = redis.asyncio.Redis(**_with_driver_info(kwargs))
     if kind == "standalone":
         manage_pool(client.connection_pool, plan())
     return client
@@ -107,6 +108,17 @@ def _sentinel_clients(client: Any) -> list[Any]:
     """The clients to the sentinels behind a ``master_for`` client (else none)."""
     manager = getattr(client.connection_pool, "sentinel_manager", None)
     return list(getattr(manager, "sentinels", ()))
+
+
+#: redis-py reads its package metadata for CLIENT SETINFO on every client it builds
+#: (~0.3 ms); the answer never changes, so it is read once here and shared.
+_DRIVER_INFO = resolve_driver_info()
+
+
+def _with_driver_info(kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
+    if "driver_info" in kwargs or "lib_name" in kwargs or "lib_version" in kwargs:
+        return kwargs
+    return {**kwargs, "driver_info": _DRIVER_INFO}
 
 
 def _sentinel_kwargs(kwargs: Mapping[str, Any], topology: Topology) -> dict[str, Any]:
