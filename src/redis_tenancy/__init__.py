@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ._context import TenantContext as TenantContext
 from ._context import copy_tenant_context as copy_tenant_context
+from ._errors import ConnectionBudgetExceededError as ConnectionBudgetExceededError
 from ._errors import InvalidTenantNameError as InvalidTenantNameError
 from ._errors import NoActiveTenantError as NoActiveTenantError
 from ._errors import NoEventLoopError as NoEventLoopError
@@ -49,6 +50,7 @@ __all__ = [
     "ENCODING",
     "POPOTO_ASYNC_REDIS_DB",
     "POPOTO_REDIS_DB",
+    "ConnectionBudgetExceededError",
     "EndpointStatus",
     "FailoverEvent",
     "InvalidTenantNameError",

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._budget import ConnectionBudget
 from ._clients import build_async, build_sync, close_sync
 from ._failover import EndpointPlan, FailoverEvent
 from ._settings import TenantSettings, Topology
@@ -72,6 +73,7 @@ class Backend:
         "_announce",
         "_aplan",
         "_async",
+        "_budget",
         "_lock",
         "_plan",
         "key",
@@ -85,7 +87,9 @@ class Backend:
         key: Hashable,
         settings: TenantSettings,
         announce: Callable[[FailoverEvent], None] | None,
+        budget: ConnectionBudget | None = None,
     ) -> None:
+        self._budget = budget
         self.key = key
         self.settings = settings
         self.users: set[Tenant] = set()
@@ -152,7 +156,9 @@ class Backend:
             if self.sync is not None:
                 return self.sync, False
             settings = self.settings
-            self.sync = build_sync(settings.redis_kwargs, settings.topology, self.plan)
+            self.sync = build_sync(
+                settings.redis_kwargs, settings.topology, self.plan, self._budget
+            )
             return self.sync, True
 
     def async_client(self, loop: asyncio.AbstractEventLoop) -> Any:
@@ -164,7 +170,7 @@ class Backend:
                     del self._async[closed]
                 settings = self.settings
                 client = build_async(
-                    settings.async_kwargs, settings.async_topology, self.async_plan
+                    settings.async_kwargs, settings.async_topology, self.async_plan, self._budget
                 )
                 self._async[loop] = client
             return client
@@ -192,8 +198,10 @@ class Backends:
         self,
         announce: Callable[[FailoverEvent], None] | None,
         max_live_clients: int | None = None,
+        budget: ConnectionBudget | None = None,
     ) -> None:
         self._announce = announce
+        self.budget = budget
         self.max_live_clients = max_live_clients
         self._by_key: dict[Hashable, Backend] = {}
         self._built: list[Backend] = []  # the clock's ring of backends with a sync client
@@ -210,7 +218,7 @@ class Backends:
         with self._lock:
             backend = self._by_key.get(key)
             if backend is None:
-                backend = self._by_key[key] = Backend(key, settings, self._announce)
+                backend = self._by_key[key] = Backend(key, settings, self._announce, self.budget)
             backend.users.add(tenant)
             return backend
 

@@ -26,6 +26,7 @@ import redis.cluster
 import redis.sentinel
 from redis.driver_info import resolve_driver_info
 
+from ._budget import ConnectionBudget
 from ._failover import EndpointPlan
 from ._pool import manage_pool
 from ._settings import Topology
@@ -42,7 +43,10 @@ __all__ = [
 
 
 def build_sync(
-    kwargs: Mapping[str, Any], topology: Topology, plan: Callable[[], EndpointPlan]
+    kwargs: Mapping[str, Any],
+    topology: Topology,
+    plan: Callable[[], EndpointPlan],
+    budget: ConnectionBudget | None = None,
 ) -> Any:
     """A ``redis.Redis`` (or ``RedisCluster``) for these settings. Opens no socket,
     except ``RedisCluster``, which reads the slot map as it is built."""
@@ -62,12 +66,15 @@ def build_sync(
         return redis.cluster.RedisCluster(startup_nodes=nodes, **kwargs)
     client = redis.Redis(**_with_driver_info(kwargs))
     if kind == "standalone":
-        manage_pool(client.connection_pool, plan())
+        manage_pool(client.connection_pool, plan(), budget)
     return client
 
 
 def build_async(
-    kwargs: Mapping[str, Any], topology: Topology, plan: Callable[[], EndpointPlan]
+    kwargs: Mapping[str, Any],
+    topology: Topology,
+    plan: Callable[[], EndpointPlan],
+    budget: ConnectionBudget | None = None,
 ) -> Any:
     """The ``redis.asyncio`` twin of :func:`build_sync` (nothing connects here)."""
     kind = topology.kind
@@ -81,7 +88,7 @@ def build_async(
         return redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, **kwargs)
     client = redis.asyncio.Redis(**_with_driver_info(kwargs))
     if kind == "standalone":
-        manage_pool(client.connection_pool, plan())
+        manage_pool(client.connection_pool, plan(), budget)
     return client
 
 

@@ -11,6 +11,7 @@ describes it, so ``except TypeError`` / ``except ValueError`` keep working too::
     ├── UnknownTenantError              a name nobody registered
     ├── NoActiveTenantError             (RuntimeError) strict mode, outside tenant()
     ├── NoEventLoopError                (RuntimeError) async proxy without a running loop
+    ├── ConnectionBudgetExceededError   no connection slot freed up in time
     └── NoHealthyEndpointError          (redis ConnectionError) every endpoint is down
 
 Errors that Redis itself returns (``redis.exceptions.*``) pass through untouched.
@@ -25,6 +26,7 @@ import logging
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 __all__ = [
+    "ConnectionBudgetExceededError",
     "InvalidTenantNameError",
     "NoActiveTenantError",
     "NoEventLoopError",
@@ -89,4 +91,12 @@ class NoHealthyEndpointError(PopotoException, RedisConnectionError):
     A ``redis.exceptions.ConnectionError`` too, so existing ``except`` blocks for a
     dead server keep working. The message lists each endpoint (redacted) with its own
     last error and when it will next be probed.
+    """
+
+
+class ConnectionBudgetExceededError(PopotoException):
+    """``Router(max_connections=N)``: all N connections stayed busy for the whole wait.
+
+    Deliberately not a ``redis.exceptions.ConnectionError``: redis-py's retries would
+    otherwise wait for the budget again, ten times over.
     """

@@ -26,6 +26,8 @@ What the managed connections add, sync and async alike (the decisions all live i
 
 from __future__ import annotations
 
+import asyncio
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +38,7 @@ import redis.connection as connection
 import redis.retry
 from redis.exceptions import AuthenticationError, ConnectionError, TimeoutError
 
+from ._budget import ConnectionBudget
 from ._errors import NoHealthyEndpointError
 from ._failover import EndpointPlan, Route
 
@@ -108,11 +111,17 @@ class _FollowsPlan:
     route: Route | None
     _should_reconnect: bool
 
-    def _follow(self, plan: EndpointPlan, owner: Callable[[], Any]) -> None:
+    def _follow(
+        self, plan: EndpointPlan, owner: Callable[[], Any], budget: ConnectionBudget | None
+    ) -> None:
         conn: Any = self
         self.plan = plan
         self.route = None
         self._owner = owner
+        self.budget = budget
+        self._slot = False  # holds one of the budget's slots
+        self._last_used = 0.0  # monotonic time of the last checkout (budget's LRU)
+        self._loop: Any = None  # async: the loop the socket belongs to
         conn.retry = _wrap_retry(conn.retry)
         conn._home = (conn.host, conn.port, conn.db, conn.username, conn.password)
 
@@ -120,6 +129,17 @@ class _FollowsPlan:
         # ``route`` is None while connecting: pub/sub re-subscribes from inside connect.
         route = self.route
         return self._should_reconnect or (route is not None and not self.plan.keep(route))
+
+    def _checkout(self) -> None:
+        # Every command's checkout passes here: the plan's use bit, the budget's LRU.
+        self.plan.touched = True
+        if self.budget is not None:
+            self._last_used = time.monotonic()
+
+    def _slot_back(self) -> None:
+        if self._slot:
+            self._slot = False
+            self.budget.release(self)  # type: ignore[union-attr]
 
     def _count_timeout(self, error: TimeoutError, args: Any, kwargs: dict[str, Any]) -> None:
         # An explicit per-read timeout is the caller's choice, not a sick server.
@@ -147,19 +167,27 @@ class ManagedConnection(_FollowsPlan, connection.Connection):
     """A ``redis.Connection`` that connects wherever its tenant's plan says."""
 
     def __init__(
-        self, *, plan: EndpointPlan, owner: Callable[[], Any] = _nobody, **kwargs: Any
+        self,
+        *,
+        plan: EndpointPlan,
+        owner: Callable[[], Any] = _nobody,
+        budget: ConnectionBudget | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
-        self._follow(plan, owner)
+        self._follow(plan, owner, budget)
 
     def connect(self) -> None:
-        plan = self.plan
-        plan.touched = True
+        self._checkout()
         if self._sock is not None:
-            if plan.keep(self.route):
+            if self.plan.keep(self.route):
                 return
             self.disconnect()
         self.connect_check_health()
+
+    def disconnect(self, *args: Any, **kwargs: Any) -> None:
+        super().disconnect(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self._slot_back()
 
     def connect_check_health(
         self, check_health: bool = True, retry_socket_connect: bool = True
@@ -171,13 +199,16 @@ class ManagedConnection(_FollowsPlan, connection.Connection):
         self.route = None  # not counted against any endpoint until connected
         for route, probe in plan.attempts():
             _aim(self, route)
+            if self.budget is not None and not self._slot:
+                self.budget.acquire(self)  # may wait; raises ConnectionBudgetExceededError
+                self._slot = True
             try:
                 super().connect_check_health(check_health, retry_socket_connect=False)
                 if probe:
                     self.send_command("PING", check_health=False)  # type: ignore[no-untyped-call]
                     connection.Connection.read_response(self)
             except BaseException as exc:
-                self.disconnect()  # type: ignore[no-untyped-call]
+                self.disconnect()
                 if _judge(plan, route, exc):
                     continue
                 raise
@@ -206,19 +237,29 @@ class AsyncManagedConnection(_FollowsPlan, aconnection.Connection):
     """The ``redis.asyncio`` twin of :class:`ManagedConnection`."""
 
     def __init__(
-        self, *, plan: EndpointPlan, owner: Callable[[], Any] = _nobody, **kwargs: Any
+        self,
+        *,
+        plan: EndpointPlan,
+        owner: Callable[[], Any] = _nobody,
+        budget: ConnectionBudget | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._follow(plan, owner)
+        self._follow(plan, owner, budget)
 
     async def connect(self) -> None:
-        plan = self.plan
-        plan.touched = True
+        self._checkout()
         if self.is_connected:
-            if plan.keep(self.route):
+            if self.plan.keep(self.route):
                 return
             await self.disconnect()
         await self.connect_check_health()
+
+    async def disconnect(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            await super().disconnect(*args, **kwargs)
+        finally:
+            self._slot_back()
 
     async def connect_check_health(
         self, check_health: bool = True, retry_socket_connect: bool = True
@@ -229,6 +270,10 @@ class AsyncManagedConnection(_FollowsPlan, aconnection.Connection):
         self.route = None
         for route, probe in plan.attempts():
             _aim(self, route)
+            if self.budget is not None and not self._slot:
+                await self.budget.aacquire(self)
+                self._slot = True
+                self._loop = asyncio.get_running_loop()
             try:
                 await super().connect_check_health(check_health, retry_socket_connect=False)
                 if probe:
@@ -277,7 +322,7 @@ def managed_class(connection_class: type) -> type | None:
     return _MANAGED.get(connection_class)
 
 
-def manage_pool(pool: Any, plan: EndpointPlan) -> bool:
+def manage_pool(pool: Any, plan: EndpointPlan, budget: ConnectionBudget | None = None) -> bool:
     """Make ``pool`` (sync or async, not yet used) open managed connections.
 
     Returns False (pool unchanged) if its connection class has no managed twin.
@@ -288,4 +333,29 @@ def manage_pool(pool: Any, plan: EndpointPlan) -> bool:
     pool.connection_class = managed
     pool.connection_kwargs["plan"] = plan
     pool.connection_kwargs["owner"] = weakref.ref(pool)
+    if budget is not None:
+        pool.connection_kwargs["budget"] = budget
+        pool.__class__ = _BUDGET_POOLS[type(pool)]
     return True
+
+
+class _BudgetPool(connection.ConnectionPool):
+    """Tells the budget when a connection goes back to the pool (a waiter may take it)."""
+
+    def release(self, connection: Any) -> None:
+        super().release(connection)
+        self.connection_kwargs["budget"].idle_now()
+
+
+class _AsyncBudgetPool(aconnection.ConnectionPool):
+    """The async twin of :class:`_BudgetPool`."""
+
+    async def release(self, connection: Any) -> None:
+        await super().release(connection)
+        self.connection_kwargs["budget"].idle_now()
+
+
+_BUDGET_POOLS: dict[type, type] = {
+    connection.ConnectionPool: _BudgetPool,
+    aconnection.ConnectionPool: _AsyncBudgetPool,
+}

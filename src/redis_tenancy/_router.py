@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from typing import Any
@@ -20,6 +21,7 @@ import redis.asyncio
 import redis.asyncio.retry
 
 from ._backend import Backends
+from ._budget import ConnectionBudget
 from ._clients import disconnect_sync
 from ._context import TenantContext
 from ._errors import TenantConfigError
@@ -73,21 +75,27 @@ class Router:
         async_loader: AsyncLoader | None = None,
         negative_ttl: float = 5.0,
         max_live_clients: int | None = None,
+        max_connections: int | None = None,
+        idle_timeout: float | None = None,
+        wait_timeout: float = 5.0,
     ) -> None:
         name = default_name if default_name is not None else default_tenant_name()
         if not isinstance(name, str):
             check_name(name)
         url = default_url or os.environ.get("REDIS_URL") or FALLBACK_URL
-        if max_live_clients is not None and (
-            isinstance(max_live_clients, bool)
-            or not isinstance(max_live_clients, int)
-            or max_live_clients < 1
-        ):
-            raise TenantConfigError(
-                f"max_live_clients must be an int >= 1 or None, got {max_live_clients!r}"
+        _check_count("max_live_clients", max_live_clients)
+        _check_count("max_connections", max_connections)
+        _check_seconds("idle_timeout", idle_timeout)
+        _check_seconds("wait_timeout", wait_timeout)
+        self.budget: ConnectionBudget | None = None
+        if max_connections is not None or idle_timeout is not None:
+            self.budget = ConnectionBudget(
+                max_connections if max_connections is not None else sys.maxsize,
+                wait_timeout=wait_timeout,
+                idle_timeout=idle_timeout,
             )
         self._hooks: list[Callable[[FailoverEvent], object]] = []
-        self._backends = Backends(self._announce, max_live_clients)
+        self._backends = Backends(self._announce, max_live_clients, self.budget)
         default = Tenant(parse_settings(name, (), {"url": url}), self._backends)
         self.default_name: str = name
         self.require_tenant = require_tenant
@@ -414,6 +422,8 @@ class Router:
             client = tenant.built_client()
             if client is not None:
                 disconnect_sync(client)
+        if self.budget is not None:
+            self.budget.close()
 
 
 def _sync_view(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -424,6 +434,17 @@ def _sync_view(kwargs: Mapping[str, Any]) -> dict[str, Any]:
         if k != "auto_close_connection_pool"
         and not (k == "retry" and isinstance(v, redis.asyncio.retry.Retry))
     }
+
+
+def _check_count(name: str, value: object) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise TenantConfigError(f"{name} must be an int >= 1 or None, got {value!r}")
+
+
+def _check_seconds(name: str, value: object) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    if value is not None and not ok:
+        raise TenantConfigError(f"{name} must be a number of seconds > 0 or None, got {value!r}")
 
 
 def _same(a: Any, b: Any, primary_db: int) -> bool:
