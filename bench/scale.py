@@ -1,0 +1,209 @@
+"""Many tenants: registration cost, round-robin throughput, cold first requests (issue 4).
+
+Measures, in one run, against a ``redis-server`` it starts on 127.0.0.1:
+
+1. memory and time to register 1k / 10k / 100k tenants, with ``register_bulk`` (one set
+   of settings for all) and with ``register_many`` (a mapping; 16 distinct URLs, one
+   per db), measured with ``tracemalloc`` (memory) and without it (time); the names
+   themselves are made before measuring (they are the caller's strings);
+2. GET throughput round-robin over 10 000 tenants spread over 16 databases (each GET
+   in its own ``with router.tenant(name):``) vs one shared ``redis.Redis`` doing the
+   same GETs, in paired blocks with an A/A control, and the server connections used;
+3. first-request latency of a cold tenant (registered, never used): when its
+   connection settings match a tenant already in use (its pool is warm), and when it
+   is the first of its settings (a new client and a new connection).
+
+Usage::
+
+    .venv/bin/python bench/scale.py            # full run (~1 min)
+    .venv/bin/python bench/scale.py --quick    # short run, noisier
+    .venv/bin/python bench/scale.py --check    # exit 1 if a target is missed
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+from _common import Check, loadavg, machine_info, paired_sync, table
+
+from redis_tenancy import Router
+from redis_tenancy._embedded import RedisServer
+
+DBS = 16
+KEY = "bench:scale:key"
+
+
+@dataclass(frozen=True)
+class Config:
+    sizes: tuple[int, ...]
+    get_block: int
+    get_pairs: int
+    cold: int  # cold tenants timed per kind
+
+
+FULL = Config(sizes=(1_000, 10_000, 100_000), get_block=200, get_pairs=200, cold=300)
+QUICK = Config(sizes=(1_000, 10_000, 100_000), get_block=200, get_pairs=20, cold=50)
+
+
+def db_url(server: RedisServer, db: int) -> str:
+    return f"redis://{server.address}/{db}"
+
+
+def bench_registration(cfg: Config, server: RedisServer, checks: list[Check]) -> None:
+    print("\n== 1. registering tenants (settings only; clients are built on first use)")
+    urls = [db_url(server, db) for db in range(DBS)]
+    rows = []
+    for size in cfg.sizes:
+        names = [f"tenant-{i:06d}" for i in range(size)]
+        mapping = {n: {"url": urls[i % DBS]} for i, n in enumerate(names)}
+
+        def bulk(router: Router, names: list[str] = names) -> None:
+            router.register_bulk(names, url=urls[0])
+
+        def many(router: Router, mapping: dict[str, dict[str, str]] = mapping) -> None:
+            router.register_many(mapping)
+
+        register: Callable[[Router], None]
+        for label, register in (("register_bulk", bulk), ("register_many", many)):
+            routers = [Router(default_url=urls[0]) for _ in range(4)]
+            gc.collect()
+            tracemalloc.start()
+            register(routers[0])
+            per_tenant = tracemalloc.get_traced_memory()[0] / size
+            tracemalloc.stop()
+            times = []
+            for router in routers[1:]:
+                gc.collect()
+                start = time.perf_counter()
+                register(router)
+                times.append((time.perf_counter() - start) * 1e3)
+            best = min(times)
+            rows.append([label, f"{size:,}", f"{per_tenant:.0f}", f"{best:.1f}"])
+            if size == 100_000:
+                checks.append(
+                    Check(f"{label} 100k: memory per tenant", per_tenant, "B", 300, False)
+                )
+                checks.append(Check(f"{label} 100k: time", best, "ms", 100, False))
+            del routers
+    print(table(["api", "tenants", "bytes/tenant", "ms (best of 3)"], rows))
+
+
+def bench_round_robin(cfg: Config, server: RedisServer, checks: list[Check]) -> None:
+    print("\n== 2. GET round-robin over 10 000 tenants in 16 dbs vs one shared client")
+    router = Router(default_url=db_url(server, 0))
+    names = [f"rr-{i}" for i in range(10_000)]
+    for db in range(DBS):
+        router.register_bulk(names[db::DBS], url=db_url(server, db))
+        redis.Redis.from_url(db_url(server, db)).set(KEY, b"x" * 32)
+    shared = redis.Redis.from_url(db_url(server, 0))
+    n = cfg.get_block
+    turn = [0]
+
+    def block(kind: str) -> int:
+        if kind == "shared":
+            rng = range(n)
+            start = time.perf_counter_ns()
+            for _ in rng:
+                shared.get(KEY)
+            return time.perf_counter_ns() - start
+        first = turn[0]
+        turn[0] = (first + n) % len(names)
+        chosen = [names[(first + i) % len(names)] for i in range(n)]
+        proxy, tenant = router.redis, router.tenant
+        start = time.perf_counter_ns()
+        for name in chosen:
+            with tenant(name):
+                proxy.get(KEY)
+        return time.perf_counter_ns() - start
+
+    for name in names:  # every tenant used once: all live, pools warm
+        with router.tenant(name):
+            router.redis.get(KEY)
+    p = paired_sync(block, "router", "shared", cfg.get_pairs, n)
+    with redis.Redis.from_url(db_url(server, 0)) as watcher:
+        connections = int(watcher.info("clients")["connected_clients"]) - 1
+    stats = router.stats()
+    print(
+        f"  ratio shared_time / router_time: median {p.median_ratio:.4f} ({p.ci()}); "
+        f"{p.subject_us:.2f} vs {p.baseline_us:.2f} us/GET; "
+        f"A/A control {p.control_median:.4f} ({p.ci(control=True)})"
+    )
+    print(
+        f"  server connections in use: {connections} (router: {stats.pools} pools, "
+        f"{stats.open_connections} open; the shared client: 1) for {stats.live_tenants:,} "
+        "live tenants"
+    )
+    checks.append(Check("round-robin GET ratio (10k tenants)", p.median_ratio, "ratio", 0.9))
+    checks.append(Check("  A/A control (noise)", p.control_median, "ratio", None))
+    checks.append(Check("  server connections used", connections, "conns", None, False))
+    router.close()
+    shared.close()
+
+
+def bench_cold(cfg: Config, server: RedisServer, checks: list[Check]) -> None:
+    print("\n== 3. first request of a cold tenant (registered, never used)")
+    router = Router(default_url=db_url(server, 0))
+    warm_names = [f"warm-{i}" for i in range(cfg.cold)]
+    router.register_bulk(["anchor", *warm_names], url=db_url(server, 1))
+    with router.tenant("anchor"):  # its pool is warm: cold tenants of the same settings share it
+        router.redis.get(KEY)
+    results: dict[str, list[float]] = {"same settings as a live tenant": [], "new settings": []}
+    for i, name in enumerate(warm_names):
+        start = time.perf_counter()
+        with router.tenant(name):
+            router.redis.get(KEY)
+        results["same settings as a live tenant"].append((time.perf_counter() - start) * 1e6)
+        own = f"own-{i}"
+        # a distinct identity (no other tenant has this exact timeout): new client + pool
+        router.register(own, url=db_url(server, 2), socket_timeout=5 + i / 1e6)
+        start = time.perf_counter()
+        with router.tenant(own):
+            router.redis.get(KEY)
+        results["new settings"].append((time.perf_counter() - start) * 1e6)
+        router.remove(own)
+    for label, values in results.items():
+        ordered = sorted(values)
+        p95 = ordered[round(0.95 * (len(ordered) - 1))]
+        median = statistics.median(values)
+        print(f"  {label}: median {median:.0f} us, p95 {p95:.0f} us, max {max(values):.0f} us")
+        note = f"median {median:.0f} us"
+        checks.append(Check(f"cold tenant, {label} (p95)", p95 / 1e3, "ms", 1.0, False, note))
+    router.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="short run (noisier numbers)")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    args = parser.parse_args(argv)
+    cfg = QUICK if args.quick else FULL
+    checks: list[Check] = []
+    started = time.monotonic()
+    with RedisServer() as server:
+        version = str(redis.Redis.from_url(server.url).info("server")["redis_version"])
+        info = machine_info(version)
+        print("redis-tenancy scale benchmark", "(quick)" if args.quick else "(full)")
+        print("\n".join(info))
+        print(loadavg("load average at start"))
+        bench_registration(cfg, server, checks)
+        bench_round_robin(cfg, server, checks)
+        bench_cold(cfg, server, checks)
+    print(f"\n== summary ({'quick' if args.quick else 'full'}, {time.monotonic() - started:.0f} s)")
+    print("\n".join(info))
+    print(loadavg("load average at end"))
+    print(table(["metric", "measured", "target", "result", "note"], [c.row() for c in checks]))
+    missed = [c.name for c in checks if c.target is not None and not c.passed]
+    print("all targets met" if not missed else f"missed: {', '.join(missed)}")
+    return 1 if args.check and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
