@@ -202,3 +202,24 @@ def test_live_clients_beyond_the_limit_are_evicted_and_rebuilt(server: RedisServ
 def test_bad_budget_settings_are_typed_errors(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(TenantConfigError, match=message):
         Router(default_url="redis://127.0.0.1:1/0", **kwargs)  # type: ignore[arg-type]
+
+
+async def test_async_live_clients_beyond_the_limit_are_evicted_per_loop(
+    server: RedisServer,
+) -> None:
+    router = Router(default_url=server.url, max_live_clients=2)
+    for db in range(1, 6):
+        router.register(f"t{db}", url=db_url(server, db))
+    for _ in range(2):
+        for db in range(1, 6):
+            async with router.tenant(f"t{db}"):
+                await router.async_redis.incr("n")
+    assert router.stats().live_clients <= 2
+    assert router._backends.evictions >= 3
+    for db in range(1, 6):
+        assert direct(server, db).get("n") == "2"
+    deadline = asyncio.get_running_loop().time() + 10
+    while clients_on(server) > 2:  # evicted pools close on this loop
+        assert asyncio.get_running_loop().time() < deadline, "evicted connections stay open"
+        await asyncio.sleep(0.01)
+    router.close()

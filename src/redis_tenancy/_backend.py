@@ -23,7 +23,7 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._budget import ConnectionBudget
-from ._clients import build_async, build_sync, close_sync
+from ._clients import build_async, build_sync, close_sync, retire_async
 from ._failover import EndpointPlan, FailoverEvent
 from ._settings import TenantSettings, Topology
 
@@ -161,10 +161,12 @@ class Backend:
             )
             return self.sync, True
 
-    def async_client(self, loop: asyncio.AbstractEventLoop) -> Any:
-        """The async client for ``loop`` (one per loop, shared by the users)."""
+    def async_client(self, loop: asyncio.AbstractEventLoop) -> tuple[Any, bool]:
+        """The async client for ``loop`` (one per loop, shared by the users) and whether
+        this call built it."""
         with self._lock:
             client = self._async.get(loop)
+            built = client is None
             if client is None:
                 for closed in [lp for lp in self._async if lp.is_closed()]:
                     del self._async[closed]
@@ -173,7 +175,12 @@ class Backend:
                     settings.async_kwargs, settings.async_topology, self.async_plan, self._budget
                 )
                 self._async[loop] = client
-            return client
+            return client, built
+
+    def detach_async(self, loop: asyncio.AbstractEventLoop) -> Any:
+        """Take ``loop``'s async client away (eviction); the caller closes it."""
+        with self._lock:
+            return self._async.pop(loop, None)
 
     def forget_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
@@ -204,8 +211,11 @@ class Backends:
         self.budget = budget
         self.max_live_clients = max_live_clients
         self._by_key: dict[Hashable, Backend] = {}
-        self._built: list[Backend] = []  # the clock's ring of backends with a sync client
-        self._hand = 0
+        # The clock's rings: backends with a sync client, and per event loop those with
+        # an async client on it; each ring has its own hand.
+        self._built: list[Backend] = []
+        self._abuilt: dict[asyncio.AbstractEventLoop, list[Backend]] = {}
+        self._hands: dict[object, int] = {}
         self._lock = threading.Lock()
         self.evictions = 0
 
@@ -231,6 +241,9 @@ class Backends:
             del self._by_key[backend.key]
             if backend in self._built:
                 self._built.remove(backend)
+            for ring in self._abuilt.values():
+                if backend in ring:
+                    ring.remove(backend)
         client = backend.detach_sync()
         if client is not None:
             close_sync(client)
@@ -259,26 +272,57 @@ class Backends:
             self._built.append(backend)
             if limit is None:
                 return
-            while len(self._built) > limit:
-                victim = self._next_victim(backend)
-                if victim is None:
-                    break
-                self._built.remove(victim)
-                victims.append(victim)
+            victims = self._over_limit(self._built, "sync", backend, limit)
         for victim in victims:
             self._evict(victim)
 
-    def _next_victim(self, keep: Backend) -> Backend | None:
-        # Second chance: skip (and clear) backends used since the hand last passed.
-        ring = self._built
-        for _ in range(2 * len(ring)):
-            self._hand %= len(ring)
-            candidate = ring[self._hand]
-            self._hand += 1
-            if candidate is keep:
+    def built_async(self, backend: Backend, loop: asyncio.AbstractEventLoop) -> None:
+        """An async client was just built on ``loop`` (the running one): same limit,
+        counted per loop."""
+        limit = self.max_live_clients
+        with self._lock:
+            for closed in [lp for lp in self._abuilt if lp.is_closed()]:
+                del self._abuilt[closed]
+                self._hands.pop(closed, None)
+            ring = self._abuilt.setdefault(loop, [])
+            ring.append(backend)
+            if limit is None:
+                return
+            victims = self._over_limit(ring, loop, backend, limit)
+        for victim in victims:
+            client = victim.detach_async(loop)
+            if client is None:
                 continue
-            if not candidate.touched():
-                return candidate
+            for tenant in list(victim.users):
+                tenant.drop_async_client(loop, client)
+            self.evictions += 1
+            retire_async(client)
+
+    def _over_limit(
+        self, ring: list[Backend], hand: object, keep: Backend, limit: int
+    ) -> list[Backend]:
+        # Called with the lock held: take victims out of ``ring`` until it fits.
+        victims = []
+        while len(ring) > limit:
+            victim = self._next_victim(ring, hand, keep)
+            if victim is None:
+                break
+            ring.remove(victim)
+            victims.append(victim)
+        return victims
+
+    def _next_victim(self, ring: list[Backend], hand: object, keep: Backend) -> Backend | None:
+        # Second chance: skip (and clear) backends used since the hand last passed.
+        position = self._hands.get(hand, 0)
+        try:
+            for _ in range(2 * len(ring)):
+                position %= len(ring)
+                candidate = ring[position]
+                position += 1
+                if candidate is not keep and not candidate.touched():
+                    return candidate
+        finally:
+            self._hands[hand] = position
         others = [b for b in ring if b is not keep]
         return others[0] if others else None
 

@@ -15,6 +15,7 @@ redis-py's own ``Sentinel.master_for`` and ``RedisCluster`` rather than an imita
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -38,6 +39,7 @@ __all__ = [
     "disconnect_idle_async",
     "disconnect_sync",
     "is_cluster",
+    "retire_async",
     "retire_pool",
 ]
 
@@ -165,6 +167,31 @@ def close_sync(client: Any) -> None:
     for sentinel in _sentinel_clients(client):
         # Its own Sentinel's: only used to look the master up, reopened if needed.
         sentinel.close()
+
+
+#: Close tasks started by retire_async, referenced until done (loops keep weak refs).
+_CLOSING: set[asyncio.Future[Any]] = set()
+
+
+def retire_async(client: Any) -> None:
+    """Close an async client the router evicted, from its own (running) event loop.
+
+    Idle connections close now, busy ones as their commands finish, as for sync pools.
+    """
+    if is_cluster(client):
+        task = asyncio.ensure_future(client.aclose())
+    else:
+        pool = client.connection_pool
+        release = pool.release
+
+        async def release_closed(connection: Any) -> None:
+            await connection.disconnect()  # still ours: nobody else can be using it
+            await release(connection)
+
+        pool.release = release_closed
+        task = asyncio.ensure_future(pool.disconnect(inuse_connections=False))
+    _CLOSING.add(task)
+    task.add_done_callback(_CLOSING.discard)
 
 
 def retire_pool(pool: redis.ConnectionPool) -> None:

@@ -256,24 +256,43 @@ class Tenant:
                 )
             ) from None
         ident = threading.get_ident()
+        built = None
         with self._lock:
             if self.removed:
                 raise Unresolved(lambda: UnknownTenantError(self.name))
             entry = self._aloops.get(loop)
             if entry is None:
                 self._prune_closed_loops()
-                entry = LoopClients(loop, self._new_async_client(), self.generation)
+                client, built = self._new_async_client(loop)
+                entry = LoopClients(loop, client, self.generation)
                 self._aloops[loop] = entry
                 entry.closer = _start_closer(self, entry)
             elif entry.generation != self.generation:
-                entry.client = self._new_async_client()
+                entry.client, built = self._new_async_client(loop)
                 entry.generation = self.generation
             if not _no_thread_id(loop):
                 self.athreads[ident] = entry
-            return entry.client
+            client = entry.client
+        if built is not None:  # outside our lock: eviction takes other tenants' locks
+            self._backends.built_async(built, loop)
+        return client
 
-    def _new_async_client(self) -> redis.asyncio.Redis:
-        return self.backend().async_client(asyncio.get_running_loop())  # type: ignore[no-any-return]
+    def drop_async_client(self, loop: asyncio.AbstractEventLoop, client: Any) -> None:
+        """``client`` (this tenant's on ``loop``) was evicted: rebuild on next access."""
+        with self._lock:
+            entry = self._aloops.get(loop)
+            if entry is None or entry.client is not client or entry.generation < 0:
+                return
+            entry.generation = -1  # not retired: the evictor closes it
+            self.athreads = {k: v for k, v in self.athreads.items() if v is not entry}
+
+    def _new_async_client(
+        self, loop: asyncio.AbstractEventLoop
+    ) -> tuple[redis.asyncio.Redis, Backend | None]:
+        """The backend's client for ``loop``, and the backend if this call built it."""
+        backend = self.backend()
+        client, built = backend.async_client(loop)
+        return client, backend if built else None
 
     def _prune_closed_loops(self) -> None:
         # Loops closed without shutdown_asyncgens() (a bare loop.close()) never ran
