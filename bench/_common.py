@@ -17,6 +17,7 @@ import random
 import statistics
 import subprocess
 import sys
+import time
 import timeit
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -247,3 +248,16 @@ def machine_info(server_version: str) -> list[str]:
         f"redis-server {server_version} on 127.0.0.1",
         source_info(),
     ]
+
+
+def summary(
+    checks: list[Check], info: list[str], *, quick: bool, check: bool, started: float
+) -> int:
+    """Print the closing table of a bench script; its exit status under ``--check``."""
+    print(f"\n== summary ({'quick' if quick else 'full'}, {time.monotonic() - started:.0f} s)")
+    print("\n".join(info))
+    print(loadavg("load average at end"))
+    print(table(["metric", "measured", "target", "result", "note"], [c.row() for c in checks]))
+    missed = [c.name for c in checks if c.target is not None and not c.passed]
+    print("all targets met" if not missed else f"missed: {', '.join(missed)}")
+    return 1 if check and missed else 0

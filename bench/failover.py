@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from _common import Check, Paired, loadavg, machine_info, paired_async, paired_sync, table
+from _common import Check, Paired, loadavg, machine_info, paired_async, paired_sync, summary
 
 from redis_tenancy._embedded import RedisServer
 from redis_tenancy.redis_db import (
@@ -297,13 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         bench_hot_path(cfg, server, spare, checks)
     bench_first_success(cfg, checks)
     bench_cycle(cfg, checks)
-    print(f"\n== summary ({'quick' if args.quick else 'full'}, {time.monotonic() - started:.0f} s)")
-    print("\n".join(info))
-    print(loadavg("load average at end"))
-    print(table(["metric", "measured", "target", "result", "note"], [c.row() for c in checks]))
-    missed = [c.name for c in checks if c.target is not None and not c.passed]
-    print("all targets met" if not missed else f"missed: {', '.join(missed)}")
-    return 1 if args.check and missed else 0
+    return summary(checks, info, quick=args.quick, check=args.check, started=started)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ from _common import (
     machine_info,
     paired_async,
     paired_sync,
+    summary,
     table,
 )
 from werkzeug.local import LocalProxy
@@ -424,13 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         with tenant(TENANT):
             get_REDIS_DB().delete(KEY)
             get_REDIS_DB().connection_pool.disconnect()
-    print(f"\n== summary ({'quick' if args.quick else 'full'}, {time.monotonic() - started:.0f} s)")
-    print("\n".join(info))
-    print(loadavg("load average at end"))
-    print(table(["metric", "measured", "target", "result", "note"], [c.row() for c in checks]))
-    missed = [c.name for c in checks if c.target is not None and not c.passed]
-    print("all targets met" if not missed else f"missed: {', '.join(missed)}")
-    return 1 if args.check and missed else 0
+    return summary(checks, info, quick=args.quick, check=args.check, started=started)
 
 
 if __name__ == "__main__":

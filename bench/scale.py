@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
-from _common import Check, loadavg, machine_info, paired_sync, table
+from _common import Check, loadavg, machine_info, paired_sync, summary, table
 
 from redis_tenancy import Router
 from redis_tenancy._embedded import RedisServer
@@ -196,13 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         bench_registration(cfg, server, checks)
         bench_round_robin(cfg, server, checks)
         bench_cold(cfg, server, checks)
-    print(f"\n== summary ({'quick' if args.quick else 'full'}, {time.monotonic() - started:.0f} s)")
-    print("\n".join(info))
-    print(loadavg("load average at end"))
-    print(table(["metric", "measured", "target", "result", "note"], [c.row() for c in checks]))
-    missed = [c.name for c in checks if c.target is not None and not c.passed]
-    print("all targets met" if not missed else f"missed: {', '.join(missed)}")
-    return 1 if args.check and missed else 0
+    return summary(checks, info, quick=args.quick, check=args.check, started=started)
 
 
 if __name__ == "__main__":
