@@ -120,13 +120,10 @@ class ConnectionBudget:
             with self._cond:
                 if self._take(conn):
                     return
-                now = self.clock()
-                deadline = deadline if deadline is not None else now + self.wait_timeout
-                if now >= deadline:
-                    raise self._exhausted()
+                deadline, pause = self._pause(deadline)
                 self._sleepers += 1
                 try:
-                    self._cond.wait(min(deadline - now, 0.05))
+                    self._cond.wait(pause)
                 finally:
                     self._sleepers -= 1
 
@@ -153,12 +150,19 @@ class ConnectionBudget:
                 if self._take(conn):
                     return
                 self._waiters.append((loop, future))
-            now = self.clock()
-            deadline = deadline if deadline is not None else now + self.wait_timeout
-            if now >= deadline:
-                raise self._exhausted()
+            deadline, pause = self._pause(deadline)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(future, min(deadline - now, 0.05))
+                await asyncio.wait_for(future, pause)
+
+    def _pause(self, deadline: float | None) -> tuple[float, float]:
+        """The wait's deadline and how long to sleep before looking again; raises the
+        typed error once the deadline has passed. Sleeps are short (50 ms at most) so a
+        missed wake-up costs little."""
+        now = self.clock()
+        deadline = now + self.wait_timeout if deadline is None else deadline
+        if now >= deadline:
+            raise self._exhausted()
+        return deadline, min(deadline - now, 0.05)
 
     def _exhausted(self) -> ConnectionBudgetExceededError:
         return ConnectionBudgetExceededError(

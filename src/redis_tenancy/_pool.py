@@ -111,9 +111,15 @@ class _FollowsPlan:
     route: Route | None
     _should_reconnect: bool
 
-    def _follow(
-        self, plan: EndpointPlan, owner: Callable[[], Any], budget: ConnectionBudget | None
+    def __init__(
+        self,
+        *,
+        plan: EndpointPlan,
+        owner: Callable[[], Any] = _nobody,
+        budget: ConnectionBudget | None = None,
+        **kwargs: Any,
     ) -> None:
+        super().__init__(**kwargs)  # redis-py's Connection (this class is mixed in first)
         conn: Any = self
         self.plan = plan
         self.route = None
@@ -165,17 +171,6 @@ def _aim(conn: Any, route: Route) -> None:
 
 class ManagedConnection(_FollowsPlan, connection.Connection):
     """A ``redis.Connection`` that connects wherever its tenant's plan says."""
-
-    def __init__(
-        self,
-        *,
-        plan: EndpointPlan,
-        owner: Callable[[], Any] = _nobody,
-        budget: ConnectionBudget | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
-        self._follow(plan, owner, budget)
 
     def connect(self) -> None:
         self._checkout()
@@ -235,17 +230,6 @@ class ManagedSSLConnection(ManagedConnection, connection.SSLConnection):
 
 class AsyncManagedConnection(_FollowsPlan, aconnection.Connection):
     """The ``redis.asyncio`` twin of :class:`ManagedConnection`."""
-
-    def __init__(
-        self,
-        *,
-        plan: EndpointPlan,
-        owner: Callable[[], Any] = _nobody,
-        budget: ConnectionBudget | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self._follow(plan, owner, budget)
 
     async def connect(self) -> None:
         self._checkout()
