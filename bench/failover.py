@@ -100,14 +100,22 @@ def get_block(n: int) -> Callable[[Rotation], int]:
 
 
 def register_sides(server: RedisServer, spare: RedisServer) -> tuple[list[str], list[str]]:
-    """Register CLIENTS tenants with a failover URL and CLIENTS without, on ``server``."""
+    """Register CLIENTS tenants with a failover URL and CLIENTS without, on ``server``.
+
+    Tenant ``i`` of each side uses db ``i``: tenants with identical settings would share
+    one client, and the comparison is meant to spread over CLIENTS connections per side.
+    """
     with_failover = [f"with-failover-{i}" for i in range(CLIENTS)]
     without = [f"without-{i}" for i in range(CLIENTS)]
-    for name in with_failover:
-        set_REDIS_DB_settings(name, url=server.url, failover_urls=[spare.url])
-    for name in without:
-        set_REDIS_DB_settings(name, url=server.url)
+    for i, name in enumerate(with_failover):
+        set_REDIS_DB_settings(name, url=db_url(server, i), failover_urls=[spare.url])
+    for i, name in enumerate(without):
+        set_REDIS_DB_settings(name, url=db_url(server, i))
     return with_failover, without
+
+
+def db_url(server: RedisServer, db: int) -> str:
+    return f"redis://{server.address}/{db}"
 
 
 def bench_hot_path(
@@ -117,8 +125,9 @@ def bench_hot_path(
     names_with, names_without = register_sides(server, spare)
     with_failover = Rotation([default_router.client(n) for n in names_with])
     without = Rotation([default_router.client(n) for n in names_without])
-    plain = Rotation([redis.Redis.from_url(server.url) for _ in range(CLIENTS)])
-    plain.next().set(KEY, b"x" * 32)
+    plain = Rotation([redis.Redis.from_url(db_url(server, i)) for i in range(CLIENTS)])
+    for client in plain.clients:
+        client.set(KEY, b"x" * 32)
     for rotation in (with_failover, without, plain):  # connect them all before timing
         for client in rotation.clients:
             client.get(KEY)
