@@ -182,10 +182,6 @@ class Backend:
         with self._lock:
             return self._async.pop(loop, None)
 
-    def forget_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        with self._lock:
-            self._async.pop(loop, None)
-
     def detach_sync(self) -> Any:
         """Take the sync client away (eviction or retirement); the caller closes it."""
         with self._lock:
