@@ -66,6 +66,12 @@ def _freeze_topology(topology: Topology) -> Hashable:
     )
 
 
+def _routes(primary: str, topology: Topology) -> list[tuple[object, str]]:
+    """A plan's (target, redacted URL) list: the primary (``None``: the connection's own
+    settings), then each failover endpoint."""
+    return [(None, primary), *((e, e.shown) for e in topology.failover)]
+
+
 class Backend:
     """The plan and clients of one connection identity, shared by its tenants."""
 
@@ -126,8 +132,9 @@ class Backend:
         return self._aplan
 
     def _new_plan(self, primary: str, topology: Topology) -> EndpointPlan:
-        routes = [(None, primary), *((e, e.shown) for e in topology.failover)]
-        return EndpointPlan(self.settings.name, routes, topology.policy, self._announce)
+        return EndpointPlan(
+            self.settings.name, _routes(primary, topology), topology.policy, self._announce
+        )
 
     def set_failover(self, key: Hashable, settings: TenantSettings) -> None:
         """New failover endpoints for a backend with one user: no client is rebuilt."""
@@ -138,7 +145,7 @@ class Backend:
             (self._aplan, settings.async_endpoint, settings.async_topology),
         ):
             if plan is not None:
-                plan.set_routes([(None, side), *((e, e.shown) for e in topology.failover)])
+                plan.set_routes(_routes(side, topology))
 
     def touched(self) -> bool:
         """Read and clear the use bit (set by the managed connections on checkout)."""

@@ -35,6 +35,7 @@ from ._settings import (
     add_failover_endpoints,
     check_name,
     default_tenant_name,
+    endpoint_place,
     normalize_kwargs,
     parse_settings,
 )
@@ -269,8 +270,12 @@ class Router:
             settings = tenant.settings
             where = f"tenant {tenant.name!r}"
             probe = add_failover_endpoints(where, settings.redis_kwargs, (), [url])[0]
-            db = settings.redis_kwargs.get("db") or 0
-            kept = tuple(e for e in settings.topology.failover if not _same(e, probe, db))
+            place = endpoint_place(probe, settings.redis_kwargs)
+            kept = tuple(
+                e
+                for e in settings.topology.failover
+                if endpoint_place(e, settings.redis_kwargs) != place
+            )
             if len(kept) == len(settings.topology.failover):
                 raise TenantConfigError(
                     f"{where}: {redact_url(url)} is not one of its failover urls "
@@ -445,15 +450,6 @@ def _check_seconds(name: str, value: object) -> None:
     ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
     if value is not None and not ok:
         raise TenantConfigError(f"{name} must be a number of seconds > 0 or None, got {value!r}")
-
-
-def _same(a: Any, b: Any, primary_db: int) -> bool:
-    """Do two failover endpoints name one place (an unset db is the primary's)?"""
-
-    def place(e: Any) -> tuple[str, int, int]:
-        return e.host, e.port, primary_db if e.db is None else e.db
-
-    return place(a) == place(b)
 
 
 def _shown(endpoints: tuple[Any, ...]) -> str:

@@ -358,17 +358,12 @@ def add_failover_endpoints(
     where: str, kwargs: Mapping[str, Any], existing: tuple[Endpoint, ...], urls: Any
 ) -> tuple[Endpoint, ...]:
     """Validate failover ``urls`` for a primary with ``kwargs``; return the extended list."""
-    primary_db = kwargs.get("db") or 0
-
-    def place(host: str, port: int, db: int | None) -> tuple[str, int, int]:
-        return host, port, primary_db if db is None else db
-
-    taken = {place(kwargs.get("host", "localhost"), kwargs.get("port", 6379), None)}
-    taken.update(place(e.host, e.port, e.db) for e in existing)
+    primary = Endpoint(kwargs.get("host", "localhost"), kwargs.get("port", 6379))
+    taken = {endpoint_place(e, kwargs) for e in (primary, *existing)}
     result = list(existing)
     for url in urls:
         endpoint = _failover_endpoint(where, url, kwargs)
-        key = place(endpoint.host, endpoint.port, endpoint.db)
+        key = endpoint_place(endpoint, kwargs)
         if key in taken:
             raise TenantConfigError(
                 f"{where}: failover url {endpoint.shown} is already an endpoint of this tenant"
@@ -376,6 +371,13 @@ def add_failover_endpoints(
         taken.add(key)
         result.append(endpoint)
     return tuple(result)
+
+
+def endpoint_place(endpoint: Endpoint, primary: Mapping[str, Any]) -> tuple[str, int, int]:
+    """Where ``endpoint`` connects (host, port, db), an unset db being the primary's:
+    two endpoints with the same place are the same endpoint."""
+    db = (primary.get("db") or 0) if endpoint.db is None else endpoint.db
+    return endpoint.host, endpoint.port, db
 
 
 def _failover_endpoint(where: str, url: object, primary: Mapping[str, Any]) -> Endpoint:
