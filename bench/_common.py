@@ -8,6 +8,7 @@ machine were measured. This module holds that once.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import gc
 import hashlib
@@ -248,6 +249,23 @@ def machine_info(server_version: str) -> list[str]:
         f"redis-server {server_version} on 127.0.0.1",
         source_info(),
     ]
+
+
+def arg_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The options every bench script takes: ``--quick`` and ``--check``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
+    parser.add_argument("--quick", action="store_true", help="short run (noisier numbers)")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    return parser
+
+
+def header(title: str, quick: bool, server_version: str) -> list[str]:
+    """Print what is measured on which machine and code; return it for the summary."""
+    info = machine_info(server_version)
+    print(f"redis-tenancy {title} benchmark", "(quick)" if quick else "(full)")
+    print("\n".join(info))
+    print(loadavg("load average at start"))
+    return info
 
 
 def summary(

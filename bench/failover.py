@@ -22,7 +22,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import statistics
@@ -34,7 +33,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from _common import Check, Paired, loadavg, machine_info, paired_async, paired_sync, summary
+from _common import (
+    Check,
+    Paired,
+    arg_parser,
+    header,
+    paired_async,
+    paired_sync,
+    summary,
+)
 
 from redis_tenancy._embedded import RedisServer
 from redis_tenancy.redis_db import (
@@ -288,9 +295,7 @@ def bench_cycle(cfg: Config, checks: list[Check]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="short run (noisier numbers)")
-    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    parser = arg_parser(__doc__)
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     # One WARNING per switch is the library's job; here it would drown the numbers.
@@ -299,10 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with RedisServer() as server, RedisServer() as spare:
         version = str(redis.Redis.from_url(server.url).info("server")["redis_version"])
-        info = machine_info(version)
-        print("redis-tenancy failover benchmark", "(quick)" if args.quick else "(full)")
-        print("\n".join(info))
-        print(loadavg("load average at start"))
+        info = header("failover", args.quick, version)
         bench_hot_path(cfg, server, spare, checks)
     bench_first_success(cfg, checks)
     bench_cycle(cfg, checks)

@@ -30,7 +30,6 @@ interval, next to the control's median (its distance from 1.0 is the noise floor
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import dataclasses
@@ -44,9 +43,9 @@ from typing import Any
 from _common import (
     Check,
     Paired,
+    arg_parser,
+    header,
     interleaved_min_ns,
-    loadavg,
-    machine_info,
     paired_async,
     paired_sync,
     summary,
@@ -397,9 +396,7 @@ async def bench_async(cfg: Config, checks: list[Check]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="short run (noisier numbers)")
-    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    parser = arg_parser(__doc__)
     parser.add_argument("--rounds", type=int, help="GET rounds (default: 400 full, 7 quick)")
     parser.add_argument("--block", type=int, help="GETs per block (default: 200 full, 500 quick)")
     args = parser.parse_args(argv)
@@ -414,10 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         set_REDIS_DB_settings(TENANT, url=server.url)
         with tenant(TENANT):
             server_version = str(get_REDIS_DB().info("server")["redis_version"])
-        info = machine_info(server_version)
-        print("redis-tenancy proxy overhead benchmark", "(quick)" if args.quick else "(full)")
-        print("\n".join(info))
-        print(loadavg("load average at start"))
+        info = header("proxy overhead", args.quick, server_version)
         overhead = bench_sync_attr(cfg, checks)
         bench_tenant_ctx(cfg, checks)
         bench_sync_get(cfg, checks, overhead)

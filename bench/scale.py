@@ -22,7 +22,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import gc
 import statistics
 import sys
@@ -32,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
-from _common import Check, loadavg, machine_info, paired_sync, summary, table
+from _common import Check, arg_parser, header, paired_sync, summary, table
 
 from redis_tenancy import Router
 from redis_tenancy._embedded import RedisServer
@@ -180,19 +179,14 @@ def bench_cold(cfg: Config, server: RedisServer, checks: list[Check]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="short run (noisier numbers)")
-    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    parser = arg_parser(__doc__)
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     checks: list[Check] = []
     started = time.monotonic()
     with RedisServer() as server:
         version = str(redis.Redis.from_url(server.url).info("server")["redis_version"])
-        info = machine_info(version)
-        print("redis-tenancy scale benchmark", "(quick)" if args.quick else "(full)")
-        print("\n".join(info))
-        print(loadavg("load average at start"))
+        info = header("scale", args.quick, version)
         bench_registration(cfg, server, checks)
         bench_round_robin(cfg, server, checks)
         bench_cold(cfg, server, checks)
