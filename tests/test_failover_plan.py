@@ -221,3 +221,26 @@ def test_plan_straggler_success_after_failback_does_not_flap() -> None:
     assert plan.status("acme", "standalone").active == primary.shown
     assert [e.kind for e in events] == ["failover", "failback"]
     assert not plan.keep(backup)
+
+
+def test_plan_success_reported_after_a_later_failure_does_not_reopen_the_endpoint() -> None:
+    # The CI race: a connect to the primary finishes its handshake, its thread is
+    # descheduled, the server dies, another connect is refused and reported, and only
+    # then does the first report success. That success is older than the failure.
+    plan, _, events = make_plan(cooldown=60.0)
+    primary, backup = primary_backup(plan)
+    plan.succeeded(primary)
+    since = primary.failed_total  # the slow connect starts
+    plan.failed(primary, REFUSED)  # a later connect is refused first
+    plan.succeeded(backup, backup.failed_total)
+    assert plan.succeeded(primary, since) is None  # the slow connect reports last
+    status = plan.status("acme", "standalone")
+    assert status.active == backup.shown
+    assert [e.state for e in status.endpoints] == ["open", "closed"]
+    assert status.endpoints[0].consecutive_failures == 1
+    assert not plan.keep(primary), "the stale connection is dropped on its next checkout"
+    assert plan.keep(backup)
+    assert [e.kind for e in events] == ["failover"]
+    # A success that began after the failure is fresh news and is believed.
+    plan.succeeded(primary, primary.failed_total)
+    assert [e.kind for e in events] == ["failover", "failback"]

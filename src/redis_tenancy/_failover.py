@@ -120,13 +120,26 @@ class TenantStatus:
 class Route:
     """One endpoint of a plan and its breaker. ``target`` is what drivers connect to."""
 
-    __slots__ = ("failures", "last_error", "opened_at", "probing", "shown", "state", "target")
+    __slots__ = (
+        "failed_total",
+        "failures",
+        "last_error",
+        "opened_at",
+        "probing",
+        "shown",
+        "state",
+        "target",
+    )
 
     def __init__(self, target: object, shown: str) -> None:
         self.target = target
         self.shown = shown
         self.state = CLOSED
         self.failures = 0
+        #: Every failure ever recorded. A driver notes it before it connects and hands
+        #: it to :meth:`EndpointPlan.succeeded`: a success whose connect began before
+        #: the latest failure is stale news and must not close the circuit again.
+        self.failed_total = 0
         self.opened_at = 0.0
         self.last_error: str | None = None
         self.probing = False
@@ -246,6 +259,7 @@ class EndpointPlan:
         now = self.clock()
         with self._lock:
             route.failures += 1
+            route.failed_total += 1
             route.last_error = redact_text(f"{type(error).__name__}: {error}")
             opens = route.state == CLOSED and route.failures >= self.policy.threshold
             if route.probing or opens:
@@ -254,13 +268,21 @@ class EndpointPlan:
                 route.probing = False
             self._recompute()
 
-    def succeeded(self, route: Route) -> FailoverEvent | None:
+    def succeeded(self, route: Route, since: int | None = None) -> FailoverEvent | None:
         """A connection to ``route`` is up: close its circuit; announce a switch if any.
+
+        ``since`` is ``route.failed_total`` as the driver read it before connecting.
+        If a failure was recorded in between, this success is older news than that
+        failure (its handshake finished before the server died, say, and its thread
+        was descheduled before reporting) and changes nothing: reopening the
+        circuit on its word would send every caller back to a dead endpoint.
 
         Returns the switch (so the driver can close its pool's idle connections to the
         endpoint that was left), or ``None``.
         """
         with self._lock:
+            if since is not None and route.failed_total != since:
+                return None  # keep() retires the connection if its endpoint is not kept
             route.failures = 0
             route.state = CLOSED
             route.probing = False

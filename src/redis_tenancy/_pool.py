@@ -197,6 +197,7 @@ class ManagedConnection(_FollowsPlan, connection.Connection):
             if self.budget is not None and not self._slot:
                 self.budget.acquire(self)  # may wait; raises ConnectionBudgetExceededError
                 self._slot = True
+            since = route.failed_total  # a failure reported while we connect outranks us
             try:
                 super().connect_check_health(check_health, retry_socket_connect=False)
                 if probe:
@@ -208,7 +209,7 @@ class ManagedConnection(_FollowsPlan, connection.Connection):
                     continue
                 raise
             self.route = route
-            if plan.succeeded(route) is not None:
+            if plan.succeeded(route, since) is not None:
                 pool = self._owner()
                 if pool is not None:  # idle connections to the endpoint we left
                     pool.disconnect(inuse_connections=False)
@@ -258,6 +259,7 @@ class AsyncManagedConnection(_FollowsPlan, aconnection.Connection):
                 await self.budget.aacquire(self)
                 self._slot = True
                 self._loop = asyncio.get_running_loop()
+            since = route.failed_total
             try:
                 await super().connect_check_health(check_health, retry_socket_connect=False)
                 if probe:
@@ -269,7 +271,7 @@ class AsyncManagedConnection(_FollowsPlan, aconnection.Connection):
                     continue
                 raise
             self.route = route
-            if plan.succeeded(route) is not None:
+            if plan.succeeded(route, since) is not None:
                 pool = self._owner()
                 if pool is not None:  # idle connections to the endpoint we left
                     await pool.disconnect(inuse_connections=False)
