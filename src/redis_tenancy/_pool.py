@@ -36,11 +36,12 @@ import redis.asyncio.connection as aconnection
 import redis.asyncio.retry
 import redis.connection as connection
 import redis.retry
-from redis.exceptions import AuthenticationError, ConnectionError, TimeoutError
+from redis.exceptions import AuthenticationError, ConnectionError, ResponseError, TimeoutError
 
 from ._budget import ConnectionBudget
 from ._errors import NoHealthyEndpointError
 from ._failover import EndpointPlan, Route
+from ._handshake import head_only, tail
 
 __all__ = ["AsyncManagedConnection", "ManagedConnection", "managed_class"]
 
@@ -217,6 +218,22 @@ class ManagedConnection(_FollowsPlan, connection.Connection):
         self.route = None
         raise plan.exhausted()
 
+    def on_connect_check_health(self, check_health: bool = True) -> None:
+        # One write for everything after AUTH/HELLO: see _handshake for why.
+        conn: Any = self
+        with head_only(conn):
+            super().on_connect_check_health(check_health)
+        steps = tail(conn)
+        if steps:
+            packed = conn.pack_commands([command for command, _ in steps])
+            conn.send_packed_command(packed, check_health=check_health)
+            for _, judge in steps:
+                try:
+                    reply = conn.read_response()
+                except ResponseError as exc:
+                    reply = exc
+                judge(reply)
+
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().read_response(*args, **kwargs)
@@ -278,6 +295,21 @@ class AsyncManagedConnection(_FollowsPlan, aconnection.Connection):
             return
         self.route = None
         raise plan.exhausted()
+
+    async def on_connect_check_health(self, check_health: bool = True) -> None:
+        conn: Any = self
+        with head_only(conn):
+            await super().on_connect_check_health(check_health)
+        steps = tail(conn)
+        if steps:
+            packed = conn.pack_commands([command for command, _ in steps])
+            await conn.send_packed_command(packed, check_health=check_health)
+            for _, judge in steps:
+                try:
+                    reply = await conn.read_response()
+                except ResponseError as exc:
+                    reply = exc
+                judge(reply)
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
