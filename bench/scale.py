@@ -11,7 +11,10 @@ Measures, in one run, against a ``redis-server`` it starts on 127.0.0.1:
    same GETs, in paired blocks with an A/A control, and the server connections used;
 3. first-request latency of a cold tenant (registered, never used): when its
    connection settings match a tenant already in use (its pool is warm), and when it
-   is the first of its settings (a new client and a new connection).
+   is the first of its settings (a new client and a new connection); and, side by
+   side, the first GET on a new connection of a plain ``redis.Redis`` vs the same
+   client with the router's managed connections (whose handshake sends everything
+   after HELLO in one write).
 
 Usage::
 
@@ -35,6 +38,8 @@ from _common import Check, arg_parser, header, paired_sync, summary, table
 
 from redis_tenancy import Router
 from redis_tenancy._embedded import RedisServer
+from redis_tenancy._failover import EndpointPlan
+from redis_tenancy._pool import manage_pool
 
 DBS = 16
 KEY = "bench:scale:key"
@@ -176,6 +181,32 @@ def bench_cold(cfg: Config, server: RedisServer, checks: list[Check]) -> None:
         note = f"median {median:.0f} us"
         checks.append(Check(f"cold tenant, {label} (p95)", p95 / 1e3, "ms", 1.0, False, note))
     router.close()
+    bench_first_get(cfg, server, checks)
+
+
+def bench_first_get(cfg: Config, server: RedisServer, checks: list[Check]) -> None:
+    """The connection set-up alone: redis-py's handshake vs ours, interleaved."""
+    times: dict[str, list[float]] = {"redis-py": [], "managed": []}
+    for i in range(2 * cfg.cold):
+        label = "managed" if i % 2 else "redis-py"
+        client = redis.Redis(host=server.host, port=server.port, db=2)
+        if label == "managed":
+            manage_pool(client.connection_pool, EndpointPlan("bench", [(None, "server")]))
+        start = time.perf_counter()
+        client.get(KEY)
+        times[label].append((time.perf_counter() - start) * 1e6)
+        client.close()
+    plain, managed = (statistics.median(times[k]) for k in ("redis-py", "managed"))
+    print(
+        f"  first GET on a new connection (db 2, RESP3 default): redis-py median {plain:.0f} us,"
+        f" managed median {managed:.0f} us; ratio {plain / managed:.2f}"
+    )
+    note = f"{plain:.0f} vs {managed:.0f} us"
+    checks.append(
+        Check(
+            "first GET, new connection: redis-py / managed", plain / managed, "x", None, note=note
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
