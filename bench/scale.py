@@ -9,6 +9,7 @@ Measures, in one run, against a ``redis-server`` it starts on 127.0.0.1:
 2. GET throughput round-robin over 10 000 tenants spread over 16 databases (each GET
    in its own ``with router.tenant(name):``) vs one shared ``redis.Redis`` doing the
    same GETs, in paired blocks with an A/A control, and the server connections used;
+   also the memory that first use adds per tenant (``tracemalloc``, after a collection);
 3. first-request latency of a cold tenant (registered, never used): when its
    connection settings match a tenant already in use (its pool is warm), and when it
    is the first of its settings (a new client and a new connection); and, side by
@@ -128,9 +129,18 @@ def bench_round_robin(cfg: Config, server: RedisServer, checks: list[Check]) -> 
                 proxy.get(KEY)
         return time.perf_counter_ns() - start
 
+    gc.collect()
+    tracemalloc.start()
     for name in names:  # every tenant used once: all live, pools warm
         with router.tenant(name):
             router.redis.get(KEY)
+    gc.collect()
+    live_bytes = tracemalloc.get_traced_memory()[0] / len(names)
+    tracemalloc.stop()
+    print(
+        f"  memory of a live tenant (first use of 10k registered tenants, 16 shared clients"
+        f" and pools included): {live_bytes:.0f} B per tenant"
+    )
     p = paired_sync(block, "router", "shared", cfg.get_pairs, n)
     with redis.Redis.from_url(db_url(server, 0)) as watcher:
         connections = int(watcher.info("clients")["connected_clients"]) - 1
@@ -148,6 +158,7 @@ def bench_round_robin(cfg: Config, server: RedisServer, checks: list[Check]) -> 
     checks.append(Check("round-robin GET ratio (10k tenants)", p.median_ratio, "ratio", 0.9))
     checks.append(Check("  A/A control (noise)", p.control_median, "ratio", None))
     checks.append(Check("  server connections used", connections, "conns", None, False))
+    checks.append(Check("memory per live tenant (10k)", live_bytes, "B", None, False))
     router.close()
     shared.close()
 
