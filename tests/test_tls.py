@@ -14,6 +14,7 @@ import asyncio
 import shutil
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,19 +102,23 @@ def start_tls(certs: Certs, *, untrusted: bool = False) -> TLSServer:
     pytest.skip("no redis-server built with TLS: " + "; ".join(problems))
 
 
+@contextmanager
+def tls_servers(certs: Certs, *untrusted: bool) -> Iterator[list[TLSServer]]:
+    """One TLS server per flag (True: its certificate is from the untrusted CA)."""
+    started: list[TLSServer] = []
+    try:
+        for flag in untrusted:
+            started.append(start_tls(certs, untrusted=flag))
+        yield started
+    finally:
+        for server in started:
+            server.server.stop()
+
+
 @pytest.fixture
 def tls_pair(certs: Certs) -> Iterator[tuple[TLSServer, TLSServer]]:
-    primary = start_tls(certs)
-    try:
-        backup = start_tls(certs)
-    except BaseException:
-        primary.server.stop()
-        raise
-    try:
+    with tls_servers(certs, False, False) as (primary, backup):
         yield primary, backup
-    finally:
-        primary.server.stop()
-        backup.server.stop()
 
 
 def test_tls_tenant_uses_managed_tls_connections_and_fails_over(
@@ -182,13 +187,7 @@ def test_certificate_the_tenant_does_not_trust_counts_against_that_endpoint(
     # A server presenting a certificate outside the tenant's CA is treated like one that
     # refuses: its circuit opens and the next endpoint is tried. With every endpoint
     # untrusted, the caller gets NoHealthyEndpointError naming the verification failure.
-    impostor = start_tls(certs, untrusted=True)
-    try:
-        genuine = start_tls(certs)
-    except BaseException:
-        impostor.server.stop()
-        raise
-    try:
+    with tls_servers(certs, True, False) as (impostor, genuine):
         set_REDIS_DB_settings(
             "mixed",
             url=impostor.url(),
@@ -209,6 +208,3 @@ def test_certificate_the_tenant_does_not_trust_counts_against_that_endpoint(
             POPOTO_REDIS_DB.ping()
         assert "certificate verify failed" in str(error.value)
         assert impostor.url() in str(error.value)
-    finally:
-        impostor.server.stop()
-        genuine.server.stop()
