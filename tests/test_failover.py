@@ -17,6 +17,9 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio.retry
+import redis.backoff
+import redis.retry
 
 from redis_tenancy import (
     FailoverEvent,
@@ -337,6 +340,72 @@ async def test_async_all_endpoints_down_is_one_fast_typed_error(
         with pytest.raises(NoHealthyEndpointError, match="no healthy endpoint"):
             await POPOTO_ASYNC_REDIS_DB.get("k")
     assert [e.consecutive_failures for e in tenant_status("fe").endpoints] == [1, 1]
+
+
+class CountingRetry(redis.retry.Retry):
+    """A user's own Retry subclass: it counts the attempts it makes."""
+
+    attempts = 0
+
+    def call_with_retry(
+        self, do: Any, fail: Any, is_retryable: Any = None, with_failure_count: bool = False
+    ) -> Any:
+        def counted() -> Any:
+            CountingRetry.attempts += 1
+            return do()
+
+        return super().call_with_retry(counted, fail, is_retryable, with_failure_count)
+
+
+class AsyncCountingRetry(redis.asyncio.retry.Retry):
+    attempts = 0
+
+    async def call_with_retry(
+        self, do: Any, fail: Any, is_retryable: Any = None, with_failure_count: bool = False
+    ) -> Any:
+        async def counted() -> Any:
+            AsyncCountingRetry.attempts += 1
+            return await do()
+
+        return await super().call_with_retry(counted, fail, is_retryable, with_failure_count)
+
+
+def test_users_own_retry_subclass_keeps_its_logic_but_never_retries_all_down(
+    pair: tuple[RedisServer, RedisServer],
+) -> None:
+    primary, backup = pair
+    retry = CountingRetry(redis.backoff.ConstantBackoff(0.01), 3)
+    set_REDIS_DB_settings("fr", url=primary.url, failover_urls=[backup.url], retry=retry, **FAST)
+    with tenant("fr"):
+        POPOTO_REDIS_DB.ping()  # warm: the next command runs on a pooled connection
+        # Paused, not killed: the command must fail mid-flight, inside redis-py's retry
+        # (a killed peer is noticed when the connection is taken, before any retry).
+        primary.signal(signal.SIGSTOP)
+        kill(backup)
+        CountingRetry.attempts = 0
+        with pytest.raises(NoHealthyEndpointError):
+            POPOTO_REDIS_DB.get("k")
+    # The subclass ran: attempt 1 timed out and was retried as the user asked; attempt 2
+    # found every endpoint down, and that is never retried (redis-py would try 4 times).
+    assert CountingRetry.attempts == 2
+    assert [e.consecutive_failures for e in tenant_status("fr").endpoints] == [1, 1]
+
+
+async def test_users_own_async_retry_subclass_never_retries_all_down(
+    pair: tuple[RedisServer, RedisServer],
+) -> None:
+    primary, backup = pair
+    retry = AsyncCountingRetry(redis.backoff.ConstantBackoff(0.01), 3)
+    set_REDIS_DB_settings("fs", url=primary.url, failover_urls=[backup.url], retry=retry, **FAST)
+    with tenant("fs"):
+        await POPOTO_ASYNC_REDIS_DB.ping()
+        kill(primary)
+        kill(backup)
+        AsyncCountingRetry.attempts = 0
+        with pytest.raises(NoHealthyEndpointError):
+            await POPOTO_ASYNC_REDIS_DB.get("k")
+    # Attempt 1 met the dead server mid-command; attempt 2 found every endpoint down.
+    assert AsyncCountingRetry.attempts == 2
 
 
 # -- every kind of command follows the plan ------------------------------------------------------

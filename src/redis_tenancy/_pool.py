@@ -50,39 +50,64 @@ def _retryable(error: Exception) -> bool:
     return not isinstance(error, NoHealthyEndpointError)
 
 
-class _PlanRetry(redis.retry.Retry):
-    """redis-py's ``Retry`` minus retries of "every endpoint is down"."""
+class _PlanRetry:
+    """Put in front of a connection's ``Retry`` class: never retry "every endpoint is down".
+
+    It narrows ``is_retryable`` and hands over to the class it is mixed into, so a
+    user's own ``Retry`` subclass keeps whatever else it does.
+    """
+
+    __slots__ = ()
 
     def call_with_retry(
         self, do: Any, fail: Any, is_retryable: Any = None, with_failure_count: bool = False
     ) -> Any:
         check = _retryable if is_retryable is None else _both(is_retryable)
-        return super().call_with_retry(do, fail, check, with_failure_count)
+        return super().call_with_retry(do, fail, check, with_failure_count)  # type: ignore[misc]
 
 
-class _AsyncPlanRetry(redis.asyncio.retry.Retry):
+class _AsyncPlanRetry:
     """The async twin of :class:`_PlanRetry`."""
+
+    __slots__ = ()
 
     async def call_with_retry(
         self, do: Any, fail: Any, is_retryable: Any = None, with_failure_count: bool = False
     ) -> Any:
         check = _retryable if is_retryable is None else _both(is_retryable)
-        return await super().call_with_retry(do, fail, check, with_failure_count)
+        return await super().call_with_retry(do, fail, check, with_failure_count)  # type: ignore[misc]
 
 
 def _both(is_retryable: Any) -> Any:
     return lambda error: _retryable(error) and is_retryable(error)
 
 
+_PLAN_RETRY_CLASSES: dict[type, type] = {}
+
+
 def _wrap_retry(retry: Any) -> Any:
-    # Only redis-py's own Retry classes are swapped; a user's subclass keeps its logic.
-    for plain, ours in (
-        (redis.retry.Retry, _PlanRetry),
-        (redis.asyncio.retry.Retry, _AsyncPlanRetry),
-    ):
-        if type(retry) is plain:
-            return ours(retry._backoff, retry._retries, retry._supported_errors)  # type: ignore[arg-type]
-    return retry
+    """A copy of ``retry`` whose class is ``retry``'s with :class:`_PlanRetry` in front.
+
+    redis-py's own ``Retry`` and any subclass of it are wrapped (sync or async); other
+    objects are returned as they are.
+    """
+    if isinstance(retry, redis.asyncio.retry.Retry):
+        mixin: type = _AsyncPlanRetry
+    elif isinstance(retry, redis.retry.Retry):
+        mixin = _PlanRetry
+    else:
+        return retry
+    cls = type(retry)
+    if issubclass(cls, mixin):
+        return retry
+    planned = _PLAN_RETRY_CLASSES.get(cls)
+    if planned is None:
+        name = f"Plan{cls.__name__}"
+        namespace = {"__module__": __name__, "__qualname__": name}
+        planned = _PLAN_RETRY_CLASSES[cls] = type(name, (mixin, cls), namespace)
+    wrapped: Any = object.__new__(planned)  # a copy: the pool's other connections share ``retry``
+    wrapped.__dict__.update(vars(retry))
+    return wrapped
 
 
 def _nobody() -> None:
