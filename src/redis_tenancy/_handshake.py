@@ -43,13 +43,15 @@ _log = logging.getLogger("redis.connection")
 @contextmanager
 def head_only(conn: Any) -> Iterator[None]:
     """Let redis-py's handshake run with nothing to send after ``AUTH``/``HELLO``."""
-    saved = tuple(getattr(conn, name) for name in _TAIL_ATTRIBUTES)
-    for name, value in zip(_TAIL_ATTRIBUTES, _HIDDEN, strict=True):
+    # An attribute this redis-py does not have is left alone (and its command with it).
+    hidden = [(n, v) for n, v in zip(_TAIL_ATTRIBUTES, _HIDDEN, strict=True) if hasattr(conn, n)]
+    saved = [(name, getattr(conn, name)) for name, _ in hidden]
+    for name, value in hidden:
         setattr(conn, name, value)
     try:
         yield
     finally:
-        for name, value in zip(_TAIL_ATTRIBUTES, saved, strict=True):
+        for name, value in saved:
             setattr(conn, name, value)
 
 
@@ -58,21 +60,21 @@ def tail(conn: Any) -> list[Step]:
     whether maintenance notifications apply depends on the protocol HELLO settled."""
     steps: list[Step] = []
     command: tuple[Any, ...]
-    config = conn.maint_notifications_config
+    config = getattr(conn, "maint_notifications_config", None)
     if (
         config
         and config.enabled
-        and conn._maint_notifications_connection_handler
+        and getattr(conn, "_maint_notifications_connection_handler", None)
         and getattr(conn, "host", None) is not None
         and check_protocol_version(conn.get_protocol(), 3)
     ):
         endpoint_type = config.get_endpoint_type(conn.host, conn).value
         command = ("CLIENT", "MAINT_NOTIFICATIONS", "ON", "moving-endpoint-type", endpoint_type)
         steps.append((command, _maint_notifications(config.enabled == "auto")))
-    if conn.client_name:
+    if getattr(conn, "client_name", None):
         command = ("CLIENT", "SETNAME", conn.client_name)
         steps.append((command, _expect_ok("Error setting client name")))
-    info = conn.driver_info
+    info = getattr(conn, "driver_info", None)
     if info and info.formatted_name:
         steps.append((("CLIENT", "SETINFO", "LIB-NAME", info.formatted_name), _optional))
     if info and info.lib_version:
