@@ -103,10 +103,17 @@ def run_python(code: str, env: dict[str, str] | None = None) -> subprocess.Compl
 assert redis_tenancy.default_router is default_router
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    """Poll ``predicate`` until true, failing the test after ``timeout`` seconds."""
+def wait_until(
+    predicate: Callable[[], bool], timeout: float = 10.0, what: str | Callable[[], str] = ""
+) -> None:
+    """Poll ``predicate`` until true, failing the test after ``timeout`` seconds.
+
+    ``what`` names what was awaited; a callable is asked only on failure, so the
+    message can show the state at that moment.
+    """
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
+            described = what() if callable(what) else what
+            pytest.fail(f"timed out after {timeout}s waiting for {described or predicate}")
         time.sleep(0.005)

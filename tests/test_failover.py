@@ -87,7 +87,12 @@ def test_kill_primary_under_load_moves_every_later_command_to_the_backup(
         failover_urls=[backup.url],
         failover_cooldown=60,
         max_connections=400,
-        **FAST,
+        # A kill means refused connects, not timeouts. Short timeouts would let one slow
+        # connect or reply at the backup (200 tasks reconnecting at once on one loop, on
+        # a busy 2-core CI machine) open its circuit as well, and with this cooldown
+        # stall the tenant for a minute: a CI run under load saw that once.
+        socket_timeout=5.0,
+        socket_connect_timeout=5.0,
     )
     stop = threading.Event()
     results: list[tuple[float, bool, str]] = []  # (start, succeeded, key)
@@ -130,7 +135,10 @@ def test_kill_primary_under_load_moves_every_later_command_to_the_backup(
         wait_until(
             lambda: sum(ok for start, ok, _ in list(results) if start > killed_at) >= 3000,
             timeout=30,
-            what="load on the backup",
+            what=lambda: (
+                f"load on the backup: {sum(not ok for _, ok, _ in list(results))} failed;"
+                f" {tenant_status('ft')}"
+            ),
         )
     finally:
         stop.set()
@@ -375,8 +383,8 @@ def test_users_own_retry_subclass_keeps_its_logic_but_never_retries_all_down(
 ) -> None:
     primary, backup = pair
     retry = CountingRetry(redis.backoff.ConstantBackoff(0.01), 3)
-    set_REDIS_DB_settings("fr", url=primary.url, failover_urls=[backup.url], retry=retry, **FAST)
-    with tenant("fr"):
+    set_REDIS_DB_settings("fq", url=primary.url, failover_urls=[backup.url], retry=retry, **FAST)
+    with tenant("fq"):
         POPOTO_REDIS_DB.ping()  # warm: the next command runs on a pooled connection
         # Paused, not killed: the command must fail mid-flight, inside redis-py's retry
         # (a killed peer is noticed when the connection is taken, before any retry).
@@ -388,7 +396,7 @@ def test_users_own_retry_subclass_keeps_its_logic_but_never_retries_all_down(
     # The subclass ran: attempt 1 timed out and was retried as the user asked; attempt 2
     # found every endpoint down, and that is never retried (redis-py would try 4 times).
     assert CountingRetry.attempts == 2
-    assert [e.consecutive_failures for e in tenant_status("fr").endpoints] == [1, 1]
+    assert [e.consecutive_failures for e in tenant_status("fq").endpoints] == [1, 1]
 
 
 async def test_users_own_async_retry_subclass_never_retries_all_down(
@@ -396,8 +404,8 @@ async def test_users_own_async_retry_subclass_never_retries_all_down(
 ) -> None:
     primary, backup = pair
     retry = AsyncCountingRetry(redis.backoff.ConstantBackoff(0.01), 3)
-    set_REDIS_DB_settings("fs", url=primary.url, failover_urls=[backup.url], retry=retry, **FAST)
-    with tenant("fs"):
+    set_REDIS_DB_settings("fu", url=primary.url, failover_urls=[backup.url], retry=retry, **FAST)
+    with tenant("fu"):
         await POPOTO_ASYNC_REDIS_DB.ping()
         kill(primary)
         kill(backup)
