@@ -270,7 +270,6 @@ class Backends:
     def built(self, backend: Backend) -> None:
         """A sync client was just built: enforce ``max_live_clients``."""
         limit = self.max_live_clients
-        victims: list[Backend] = []
         with self._lock:
             self._built.append(backend)
             if limit is None:

@@ -59,7 +59,7 @@ class ConnectionBudget:
         self._holders: weakref.WeakSet[Any] = weakref.WeakSet()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._sleepers = 0  # sync callers waiting on the condition
-        self._tasks: set[asyncio.Future[None]] = set()
+        self._tasks: set[asyncio.Future[bool]] = set()
         self._reaper: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -140,8 +140,7 @@ class ConnectionBudget:
             if victim is not None:
                 if getattr(victim, "_loop", None) is loop:
                     victim._evicting = True
-                    if await _aevict(victim):
-                        self.evicted += 1
+                    if await _aevict(victim, self):
                         continue
                 elif self._evict(victim):
                     continue
@@ -249,17 +248,14 @@ def _wake(future: asyncio.Future[None]) -> None:
 
 
 def _schedule_aevict(conn: Any, budget: ConnectionBudget) -> None:
-    async def run() -> None:
-        if await _aevict(conn):
-            budget.evicted += 1
-
-    task = asyncio.ensure_future(run())
+    task = asyncio.ensure_future(_aevict(conn, budget))
     budget._tasks.add(task)  # a reference until it is done (the loop keeps only a weak one)
     task.add_done_callback(budget._tasks.discard)
 
 
-async def _aevict(conn: Any) -> bool:
-    """Close an async connection on its own loop if its pool still holds it idle."""
+async def _aevict(conn: Any, budget: ConnectionBudget) -> bool:
+    """Close an async connection on its own loop if its pool still holds it idle
+    (counted in ``budget.evicted``)."""
     try:
         pool = conn._owner()
         if pool is None:
@@ -271,7 +267,8 @@ async def _aevict(conn: Any) -> bool:
                 await conn.send_command("QUIT", check_health=False)
                 await conn.read_response()
             await conn.disconnect()
-            return True
+        budget.evicted += 1
+        return True
     finally:
         conn._evicting = False
 
