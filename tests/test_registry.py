@@ -193,6 +193,23 @@ def test_loader_errors_propagate_and_are_not_remembered(servers: Servers) -> Non
     router.close()
 
 
+def test_registration_made_while_the_loader_runs_wins_over_its_answer(servers: Servers) -> None:
+    # Someone registers the name by hand while its load is in flight: the hand-made
+    # settings are kept (pending, never used) and the loader's answer is dropped.
+    router: Router
+
+    def loader(name: str) -> str:
+        router.register(name, url=servers.c.url)
+        return servers.b.url
+
+    router = Router(default_url=servers.a.url, loader=loader)
+    with router.tenant("raced"):
+        router.redis.set("k", "by hand")
+    assert direct(servers.c).get("k") == "by hand"
+    assert direct(servers.b).get("k") is None
+    router.close()
+
+
 @pytest.mark.parametrize("answer", [42, {"url": "http://nope"}, {"colour": "red"}])
 def test_bad_loader_answers_are_typed_errors(servers: Servers, answer: Any) -> None:
     router = Router(default_url=servers.a.url, loader=lambda name: answer)

@@ -264,11 +264,8 @@ class Registry:
             )
         settings = self.parse(name, (), found)
         with self.lock:
-            tenant = self.lookup.get(name)
-            if tenant is not None:  # registered by hand meanwhile: that wins
-                return tenant
-            self.pending.pop(name, None)
-            return self._go_live(name, settings)
+            # Registered by hand while the loader ran (live or still pending): that wins.
+            return self.find(name) or self._go_live(name, settings)
 
     def _loaded(self, name: str, tenant: Tenant | None) -> Tenant:
         if tenant is None:
