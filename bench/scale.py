@@ -26,6 +26,7 @@ Usage::
 
 from __future__ import annotations
 
+import functools
 import gc
 import statistics
 import sys
@@ -33,14 +34,17 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from _common import Check, arg_parser, header, paired_sync, summary, table
 
 from redis_tenancy import Router
+from redis_tenancy._clients import build_sync
+from redis_tenancy._connection import PoolState
 from redis_tenancy._embedded import RedisServer
 from redis_tenancy._failover import EndpointPlan
-from redis_tenancy._pool import manage_pool
+from redis_tenancy._settings import STANDALONE
 
 DBS = 16
 KEY = "bench:scale:key"
@@ -195,14 +199,21 @@ def bench_cold(cfg: Config, server: RedisServer, checks: list[Check]) -> None:
     bench_first_get(cfg, server, checks)
 
 
+def _same(plan: EndpointPlan) -> EndpointPlan:
+    return plan
+
+
 def bench_first_get(cfg: Config, server: RedisServer, checks: list[Check]) -> None:
     """The connection set-up alone: redis-py's handshake vs ours, interleaved."""
     times: dict[str, list[float]] = {"redis-py": [], "managed": []}
     for i in range(2 * cfg.cold):
         label = "managed" if i % 2 else "redis-py"
-        client = redis.Redis(host=server.host, port=server.port, db=2)
+        kwargs: dict[str, Any] = {"host": server.host, "port": server.port, "db": 2}
         if label == "managed":
-            manage_pool(client.connection_pool, EndpointPlan("bench", [(None, "server")]))
+            plan = EndpointPlan([(None, "server")])
+            client = build_sync(kwargs, STANDALONE, functools.partial(_same, plan), PoolState())
+        else:
+            client = redis.Redis(**kwargs)
         start = time.perf_counter()
         client.get(KEY)
         times[label].append((time.perf_counter() - start) * 1e6)

@@ -324,16 +324,20 @@ def test_all_endpoints_down_is_one_fast_typed_error(
         kill(backup)
         with pytest.raises(NoHealthyEndpointError) as info:
             POPOTO_REDIS_DB.get("k")
+        # No retry storm: each endpoint was tried once, not once per redis-py retry.
+        assert [e.consecutive_failures for e in tenant_status("fd").endpoints] == [1, 1]
+        # With nowhere left to fail over to, the next call probes again at once
+        # (a plain client would try to connect too), still once per endpoint.
         with pytest.raises(NoHealthyEndpointError):
             POPOTO_REDIS_DB.get("k")
+        assert [e.consecutive_failures for e in tenant_status("fd").endpoints] == [2, 2]
     error = info.value
     assert isinstance(error, redis.exceptions.ConnectionError)
     assert isinstance(error, PopotoException)
+    assert "tenant 'fd'" in str(error)
     assert shown(primary) in str(error)
     assert shown(backup) in str(error)
     assert str(error).count("Connection refused") == 2
-    # No retry storm: each endpoint was tried once, not once per redis-py retry.
-    assert [e.consecutive_failures for e in tenant_status("fd").endpoints] == [1, 1]
 
 
 async def test_async_all_endpoints_down_is_one_fast_typed_error(

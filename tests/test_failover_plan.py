@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import redis
 
-from redis_tenancy import FailoverEvent, NoHealthyEndpointError, PopotoException
+from redis_tenancy import NoHealthyEndpointError, PopotoException
 from redis_tenancy._errors import TenantConfigError
-from redis_tenancy._failover import CircuitPolicy, EndpointPlan, Route
+from redis_tenancy._failover import ON_DEMAND_BACKOFF, CircuitPolicy, EndpointPlan, Route, Switch
 
 
 class FakeClock:
@@ -20,22 +20,34 @@ class FakeClock:
 
 ROUTES = [(None, "redis://primary:6379/0"), ("b", "redis://backup:6379/0")]
 REFUSED = redis.exceptions.ConnectionError("Error 111 connecting to primary:6379. refused.")
+READ_TIMEOUT = redis.exceptions.TimeoutError("Timeout reading from primary:6379")
 
 
-def make_plan(
-    threshold: int = 1, cooldown: float = 5.0
-) -> tuple[EndpointPlan, FakeClock, list[FailoverEvent]]:
+class Plan(EndpointPlan):
+    """An EndpointPlan whose switches are recorded (``events``) for the assertions."""
+
+    __slots__ = ("events",)
+    events: list[Switch]
+
+    def succeeded(self, route: Route, since: int | None = None) -> Switch | None:
+        switch = super().succeeded(route, since)
+        if switch is not None:
+            self.events.append(switch)
+        return switch
+
+
+def make_plan(threshold: int = 1, cooldown: float = 5.0) -> tuple[Plan, FakeClock, list[Switch]]:
     clock = FakeClock()
-    events: list[FailoverEvent] = []
-    plan = EndpointPlan("acme", ROUTES, CircuitPolicy(cooldown, threshold), events.append, clock)
-    return plan, clock, events
+    plan = Plan(ROUTES, CircuitPolicy(cooldown, threshold), clock)
+    plan.events = []
+    return plan, clock, plan.events
 
 
 def tries(plan: EndpointPlan) -> list[tuple[str, bool]]:
     """What a connect would try now (claiming probes, then abandoning them)."""
     seen = []
     for route, probe in plan.attempts():
-        seen.append((route.shown.split("//")[1].split(":")[0], probe))
+        seen.append((route.url.split("//")[1].split(":")[0], probe))
         if probe:
             plan.abandon(route)
     return seen
@@ -98,14 +110,14 @@ def test_plan_half_open_after_cooldown_lets_exactly_one_probe_through() -> None:
     plan.succeeded(backup)
     clock.now += 4.9
     assert plan.keep(backup)
-    assert [r.shown for r, _ in plan.attempts()] == ["redis://backup:6379/0"]
+    assert [r.url for r, _ in plan.attempts()] == ["redis://backup:6379/0"]
     clock.now += 0.2
     assert not plan.keep(backup), "a due probe must pull the next connection to the primary"
     assert plan.status("acme", "standalone").endpoints[0].state == "half-open"
     first = plan.attempts()
     assert next(first) == (primary, True)
     # While that probe runs, everybody else goes straight to the backup and keeps it.
-    assert [(r.shown, p) for r, p in plan.attempts()] == [("redis://backup:6379/0", False)]
+    assert [(r.url, p) for r, p in plan.attempts()] == [("redis://backup:6379/0", False)]
     assert plan.keep(backup)
 
 
@@ -149,14 +161,13 @@ def test_plan_all_down_is_one_typed_error_naming_every_endpoint() -> None:
     primary, backup = primary_backup(plan)
     plan.failed(primary, REFUSED)
     plan.failed(backup, redis.exceptions.TimeoutError("Timeout connecting to server"))
-    assert list(plan.attempts()) == []
-    error = plan.exhausted()
+    error = plan.exhausted("acme")
     assert isinstance(error, NoHealthyEndpointError)
     assert isinstance(error, PopotoException)
     assert isinstance(error, redis.exceptions.ConnectionError)
     text = str(error)
     assert "tenant 'acme'" in text
-    assert "redis://primary:6379/0 (open, next probe in 5.0s; last error: ConnectionError" in text
+    assert "redis://primary:6379/0 (open, next probe in 0.00s; last error: ConnectionError" in text
     assert "redis://backup:6379/0 (open" in text
     assert "TimeoutError: Timeout connecting to server" in text
 
@@ -166,7 +177,7 @@ def test_plan_first_success_on_a_backup_counts_as_a_failover() -> None:
     primary, backup = primary_backup(plan)
     plan.failed(primary, REFUSED)
     plan.succeeded(backup)
-    assert [(e.kind, e.from_endpoint) for e in events] == [("failover", primary.shown)]
+    assert [(e.kind, e.from_endpoint) for e in events] == [("failover", primary.url)]
 
 
 def test_plan_new_endpoint_list_keeps_the_health_of_endpoints_that_stay() -> None:
@@ -190,7 +201,7 @@ def test_plan_secrets_in_errors_are_redacted() -> None:
     last_error = plan.status("acme", "standalone").endpoints[0].last_error
     assert last_error is not None
     assert "hunter2-pw" not in last_error
-    assert "hunter2-pw" not in str(plan.exhausted())
+    assert "hunter2-pw" not in str(plan.exhausted("acme"))
 
 
 @pytest.mark.parametrize(
@@ -218,7 +229,7 @@ def test_plan_straggler_success_after_failback_does_not_flap() -> None:
     clock.now += 2
     plan.succeeded(primary)  # a probe succeeded meanwhile: failback
     plan.succeeded(backup)  # the straggler's connect completes afterwards
-    assert plan.status("acme", "standalone").active == primary.shown
+    assert plan.status("acme", "standalone").active == primary.url
     assert [e.kind for e in events] == ["failover", "failback"]
     assert not plan.keep(backup)
 
@@ -235,7 +246,7 @@ def test_plan_success_reported_after_a_later_failure_does_not_reopen_the_endpoin
     plan.succeeded(backup, backup.failed_total)
     assert plan.succeeded(primary, since) is None  # the slow connect reports last
     status = plan.status("acme", "standalone")
-    assert status.active == backup.shown
+    assert status.active == backup.url
     assert [e.state for e in status.endpoints] == ["open", "closed"]
     assert status.endpoints[0].consecutive_failures == 1
     assert not plan.keep(primary), "the stale connection is dropped on its next checkout"
@@ -244,3 +255,128 @@ def test_plan_success_reported_after_a_later_failure_does_not_reopen_the_endpoin
     # A success that began after the failure is fresh news and is believed.
     plan.succeeded(primary, primary.failed_total)
     assert [e.kind for e in events] == ["failover", "failback"]
+
+
+# -- stranded plans probe on demand -----------------------------------------------------------
+
+
+def test_stranded_plan_probes_on_demand_one_caller_at_a_time_with_a_short_backoff() -> None:
+    # The only endpoint is down: waiting out the 60 s cooldown would only delay recovery.
+    clock = FakeClock()
+    plan = EndpointPlan([(None, "redis://only:6379/0")], CircuitPolicy(60.0, 1), clock)
+    (only,) = plan.routes
+    plan.failed(only, REFUSED)
+    first = plan.attempts()
+    assert next(first) == (only, True), "no other endpoint: probe at once, not in 60 s"
+    assert list(plan.attempts()) == [], "one caller at a time"
+    plan.failed(only, REFUSED)  # the probe was refused too: now a short backoff applies
+    assert list(plan.attempts()) == []
+    clock.now += ON_DEMAND_BACKOFF[1]
+    route, probe = next(plan.attempts())
+    assert probe
+    plan.succeeded(route, route.failed_total)
+    assert plan.keep(only), "the restarted server serves everybody again"
+    # Consecutive failures back off further, never beyond the longest step.
+    for failures in range(1, 10):
+        plan.failed(only, REFUSED)
+        pause = ON_DEMAND_BACKOFF[min(failures, len(ON_DEMAND_BACKOFF)) - 1]
+        if pause:
+            assert list(plan.attempts()) == []
+        clock.now += pause
+        route, probe = next(plan.attempts())
+        assert probe
+        plan.abandon(route)
+    assert max(ON_DEMAND_BACKOFF) <= 0.1
+
+
+def test_plan_with_a_healthy_backup_still_waits_out_the_cooldown() -> None:
+    plan, clock, _ = make_plan(cooldown=60.0)
+    primary, backup = primary_backup(plan)
+    plan.failed(primary, REFUSED)
+    plan.succeeded(backup)
+    clock.now += 1.0
+    assert tries(plan) == [("backup", False)], "the backup works: no on-demand probe"
+
+
+def test_on_demand_backoff_never_exceeds_the_cooldown() -> None:
+    clock = FakeClock()
+    plan = EndpointPlan([(None, "redis://only:6379/0")], CircuitPolicy(0.005, 1), clock)
+    (only,) = plan.routes
+    for _ in range(5):
+        plan.failed(only, REFUSED)
+    clock.now += 0.005
+    assert next(plan.attempts()) == (only, True)
+
+
+# -- read timeouts are suspicions ---------------------------------------------------------------
+
+
+def test_read_timeout_suspicion_is_checked_by_one_caller_and_a_healthy_answer_changes_nothing() -> (
+    None
+):
+    plan, _, _ = make_plan()
+    primary, _ = primary_backup(plan)
+    plan.succeeded(primary)
+    assert plan.suspect(primary)
+    assert not plan.suspect(primary), "one check at a time"
+    plan.verified(primary, None, connected=True)  # PING answered: the command was just slow
+    assert plan.keep(primary)
+    assert primary.failures == 0
+    assert plan.suspect(primary), "the next timeout may be checked again"
+
+
+def test_failed_check_after_a_read_timeout_opens_the_circuit() -> None:
+    plan, _, events = make_plan()
+    primary, backup = primary_backup(plan)
+    plan.succeeded(primary)
+    assert plan.suspect(primary)
+    plan.verified(primary, REFUSED, connected=False)
+    assert not plan.keep(primary)
+    assert tries(plan) == [("backup", False)]
+    plan.succeeded(backup)
+    assert [e.kind for e in events] == ["failover"]
+
+
+def test_unanswered_check_opens_only_when_another_endpoint_can_take_over() -> None:
+    # A paused server accepts the check's connect but never answers its PING.
+    plan, _, _ = make_plan()
+    primary, backup = primary_backup(plan)
+    plan.succeeded(primary)
+    assert plan.suspect(primary)
+    plan.verified(primary, READ_TIMEOUT, connected=True)
+    assert not plan.keep(primary), "the backup is closed: move there"
+    plan.succeeded(backup)
+    # Now the backup is the last usable endpoint: a read timeout alone never opens it.
+    assert plan.suspect(backup)
+    plan.verified(backup, READ_TIMEOUT, connected=True)
+    assert plan.keep(backup)
+    assert backup.last_error is not None
+    assert "Timeout" in backup.last_error
+    # ...but a refused connect is a verdict, last endpoint or not.
+    assert plan.suspect(backup)
+    plan.verified(backup, REFUSED, connected=False)
+    assert not plan.keep(backup)
+
+
+def test_open_endpoints_are_not_suspected() -> None:
+    plan, _, _ = make_plan()
+    primary, _ = primary_backup(plan)
+    plan.failed(primary, REFUSED)
+    assert not plan.suspect(primary)
+
+
+# -- a shared plan names the caller ------------------------------------------------------------
+
+
+def test_shared_plan_names_the_calling_tenant_only() -> None:
+    plan, _, _ = make_plan()
+    primary, backup = primary_backup(plan)
+    plan.failed(primary, REFUSED)
+    plan.failed(backup, REFUSED)
+    assert "tenant 'globex'" in str(plan.exhausted("globex"))
+    assert "acme" not in str(plan.exhausted("globex"))
+    switch = plan.succeeded(backup, backup.failed_total)
+    assert switch is not None
+    event = switch.seen_by("globex")
+    assert (event.tenant, event.kind, event.to_endpoint) == ("globex", "failover", backup.url)
+    assert "acme" not in repr(plan)

@@ -232,8 +232,13 @@ def test_stats_count_clients_pools_and_connections(router: Router, servers: Serv
         router.redis.ping()
     stats = router.stats()
     assert (stats.registered, stats.live_tenants) == (4, 4)
-    # x and y have identical settings: one client, one pool; z (another db) has its own
+    # x and y have identical settings: one shared client, one pool; z (another db) has its own
     assert (stats.live_clients, stats.pools) == (2, 2)
     assert (stats.open_connections, stats.idle_connections) == (2, 2)
-    assert router.client("x") is router.client("y")
-    assert router.client("z") is not router.client("x")
+    # Each tenant has its own client object (objects made from it know their tenant)...
+    assert router.client("x") is not router.client("y")
+    # ...over the one pool: x's connection is the one y used
+    with router.tenant("x"):
+        x_id = router.redis.client_id()
+    with router.tenant("y"):
+        assert router.redis.client_id() == x_id

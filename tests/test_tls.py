@@ -22,8 +22,8 @@ import pytest
 import trustme
 
 from redis_tenancy import NoHealthyEndpointError
+from redis_tenancy._connection import AsyncManagedSSLConnection, ManagedSSLConnection
 from redis_tenancy._embedded import RedisServer, ServerUnavailable, find_redis_server, free_port
-from redis_tenancy._pool import AsyncManagedSSLConnection, ManagedSSLConnection
 from redis_tenancy.redis_db import (
     POPOTO_ASYNC_REDIS_DB,
     POPOTO_REDIS_DB,

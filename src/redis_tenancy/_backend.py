@@ -2,17 +2,18 @@
 
 Thousands of tenants often point at a handful of servers with the same options. Each
 distinct *connection identity* (endpoints, db, credentials, TLS and every other client
-option, failover list included) gets one :class:`Backend`: one endpoint plan, one sync
-client with its pool, and one async client per event loop. Every tenant with that
-identity uses those same objects, so 10 000 tenants spread over 16 databases of one
-server open connections for 16 pools, not 10 000. Tenants on the same server with a
-different db or credentials have a different identity and never share.
+option, failover list included; a key prefix is not part of it) gets one
+:class:`Backend`: one endpoint plan, one sync pool, and one async pool per event loop.
+Every tenant with that identity uses those same pools through its own lease (see
+:mod:`redis_tenancy._lease`), so 10 000 tenants spread over 16 databases of one server
+open connections for 16 pools, not 10 000. Tenants on the same server with a different
+db or credentials have a different identity and never share.
 
 :class:`Backends` owns the identity -> Backend map, counts users, retires a backend's
-client when its last tenant leaves, and keeps at most ``max_live_clients`` sync clients
-alive: beyond that, the least recently used one (a "second chance" clock over a use bit
-that the managed connections set, so the hot path pays one attribute write) is closed
-and rebuilt on demand.
+pools when its last tenant leaves, and keeps at most ``max_live_clients`` sync pools
+open: beyond that, the least recently used one (a "second chance" clock over a use bit
+that the connections set on checkout) is closed; it is rebuilt on the next use, and
+the tenants' clients never notice.
 """
 
 from __future__ import annotations
@@ -20,15 +21,15 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Hashable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._budget import ConnectionBudget
-from ._clients import build_async, build_sync, close_sync, retire_async
+from ._clients import build_async, build_sync, pool_of, retire_async, retire_sync
+from ._connection import PoolState
+from ._errors import NoEventLoopError
 from ._failover import EndpointPlan, FailoverEvent
+from ._loops import LoopMap, running_loop
 from ._settings import TenantSettings, Topology
-
-if TYPE_CHECKING:
-    from ._tenant import Tenant
 
 __all__ = ["Backend", "Backends", "identity"]
 
@@ -42,7 +43,7 @@ def _freeze(value: Any) -> Hashable:
         if isinstance(value, list | tuple | set | frozenset):
             return tuple(_freeze(v) for v in value)
         return ("object", id(value))  # unhashable and opaque: only itself is identical
-    return value  # type: ignore[no-any-return]
+    return (type(value), value)  # True and 1 are different settings
 
 
 def identity(settings: TenantSettings) -> Hashable:
@@ -72,19 +73,31 @@ def _routes(primary: str, topology: Topology) -> list[tuple[object, str]]:
     return [(None, primary), *((e, e.shown) for e in topology.failover)]
 
 
+class _Side:
+    """One built template client and the state its connections share."""
+
+    __slots__ = ("client", "pool", "state")
+
+    def __init__(self, client: Any, state: PoolState) -> None:
+        self.client = client
+        self.state = state
+        self.pool = pool_of(client)
+
+
 class Backend:
-    """The plan and clients of one connection identity, shared by its tenants."""
+    """The plans and pools of one connection identity, shared by its tenants."""
 
     __slots__ = (
         "_announce",
         "_aplan",
         "_async",
-        "_budget",
         "_lock",
+        "_notify",
         "_plan",
+        "_sync",
+        "budget",
         "key",
         "settings",
-        "sync",
         "users",
     )
 
@@ -94,21 +107,22 @@ class Backend:
         settings: TenantSettings,
         announce: Callable[[FailoverEvent], None] | None,
         budget: ConnectionBudget | None = None,
+        notify: Callable[[Backend, asyncio.AbstractEventLoop | None], None] | None = None,
     ) -> None:
-        self._budget = budget
+        self.budget = budget
+        self._notify = notify
         self.key = key
         self.settings = settings
-        self.users: set[Tenant] = set()
-        #: the sync client, once built
-        self.sync: Any = None
-        self._async: dict[asyncio.AbstractEventLoop, Any] = {}
+        self.users = 0
+        self._sync: _Side | None = None
+        self._lock = threading.RLock()
+        self._async: LoopMap[_Side] = LoopMap(self._lock, _close_async)
         self._plan: EndpointPlan | None = None
         self._aplan: EndpointPlan | None = None
         self._announce = announce
-        self._lock = threading.RLock()
 
     def __repr__(self) -> str:
-        return f"<Backend {self.settings.endpoint} users={len(self.users)}>"
+        return f"<Backend {self.settings.endpoint} users={self.users}>"
 
     # -- plans --------------------------------------------------------------------------
 
@@ -132,12 +146,10 @@ class Backend:
         return self._aplan
 
     def _new_plan(self, primary: str, topology: Topology) -> EndpointPlan:
-        return EndpointPlan(
-            self.settings.name, _routes(primary, topology), topology.policy, self._announce
-        )
+        return EndpointPlan(_routes(primary, topology), topology.policy)
 
     def set_failover(self, key: Hashable, settings: TenantSettings) -> None:
-        """New failover endpoints for a backend with one user: no client is rebuilt."""
+        """New failover endpoints for a backend with one user: no pool is rebuilt."""
         self.key = key
         self.settings = settings
         for plan, side, topology in (
@@ -148,60 +160,135 @@ class Backend:
                 plan.set_routes(_routes(side, topology))
 
     def touched(self) -> bool:
-        """Read and clear the use bit (set by the managed connections on checkout)."""
-        plan = self._plan
-        if plan is None:
+        """Read and clear the sync pool's use bit (set by its connections on checkout)."""
+        side = self._sync
+        if side is None:
             return False
-        used, plan.touched = plan.touched, False
+        used, side.state.touched = side.state.touched, False
         return used
 
-    # -- clients ------------------------------------------------------------------------
+    def touched_async(self, loop: asyncio.AbstractEventLoop) -> bool:
+        side = self._async.get(loop)
+        if side is None:
+            return False
+        used, side.state.touched = side.state.touched, False
+        return used
 
-    def sync_client(self) -> tuple[Any, bool]:
-        """The sync client and whether this call built it."""
+    # -- templates and pools ---------------------------------------------------------------
+
+    def sync_template(self) -> tuple[Any, bool]:
+        """The sync template client and whether this call built it."""
+        side = self._sync
+        if side is not None:
+            return side.client, False
         with self._lock:
-            if self.sync is not None:
-                return self.sync, False
+            side = self._sync
+            if side is not None:
+                return side.client, False
             settings = self.settings
-            self.sync = build_sync(
-                settings.redis_kwargs, settings.topology, self.plan, self._budget
+            state = PoolState(self._announce)
+            client = build_sync(
+                settings.redis_kwargs, settings.topology, self.plan, state, self.budget
             )
-            return self.sync, True
+            self._sync = _Side(client, state)
+        if self._notify is not None:  # outside our lock: eviction takes other backends'
+            self._notify(self, None)
+        return client, True
 
-    def async_client(self, loop: asyncio.AbstractEventLoop) -> tuple[Any, bool]:
-        """The async client for ``loop`` (one per loop, shared by the users) and whether
-        this call built it."""
-        with self._lock:
-            client = self._async.get(loop)
-            built = client is None
-            if client is None:
-                for closed in [lp for lp in self._async if lp.is_closed()]:
-                    del self._async[closed]
-                settings = self.settings
-                client = build_async(
-                    settings.async_kwargs, settings.async_topology, self.async_plan, self._budget
-                )
-                self._async[loop] = client
-            return client, built
+    def sync_pool(self) -> Any:
+        """The shared sync pool, (re)built on demand."""
+        side = self._sync
+        if side is not None:
+            return side.pool
+        return pool_of(self.sync_template()[0])
 
-    def detach_async(self, loop: asyncio.AbstractEventLoop) -> Any:
-        """Take ``loop``'s async client away (eviction); the caller closes it."""
+    def async_template(self, loop: asyncio.AbstractEventLoop) -> tuple[Any, bool]:
+        """The async template client for ``loop`` (the running one) and whether this
+        call built it."""
+        side = self._async.get(loop)
+        if side is not None:
+            return side.client, False
         with self._lock:
-            return self._async.pop(loop, None)
+            side = self._async.get(loop)
+            if side is not None:
+                return side.client, False
+            settings = self.settings
+            state = PoolState(self._announce)
+            client = build_async(
+                settings.async_kwargs, settings.async_topology, self.async_plan, state, self.budget
+            )
+            self._async.add(loop, _Side(client, state))
+        if self._notify is not None:
+            self._notify(self, loop)
+        return client, True
 
-    def detach_sync(self) -> Any:
-        """Take the sync client away (eviction or retirement); the caller closes it."""
+    def async_pool(self, loop: asyncio.AbstractEventLoop) -> Any:
+        """The shared async pool of ``loop``, (re)built on demand from that loop only."""
+        side = self._async.get(loop)
+        if side is not None:
+            return side.pool
+        if running_loop() is not loop:
+            raise NoEventLoopError(
+                "an async client's pool can only be rebuilt from inside its own event loop"
+            )
+        return pool_of(self.async_template(loop)[0])
+
+    def sync_built(self) -> Any:
+        """The sync template if built (for statistics and ``Router.close``), else None."""
+        side = self._sync
+        return None if side is None else side.client
+
+    def templates(self) -> list[Any]:
+        """Every template client built (sync, then one per loop)."""
         with self._lock:
-            client, self.sync = self.sync, None
-            return client
+            found = [side.client for side in self._async.values()]
+            if self._sync is not None:
+                found.insert(0, self._sync.client)
+            return found
+
+    def states(self) -> list[PoolState]:
+        with self._lock:
+            sides = [side for side in (self._sync, *self._async.values()) if side is not None]
+            return [side.state for side in sides]
+
+    # -- closing ------------------------------------------------------------------------------
+
+    def close_sync(self) -> None:
+        """Retire the sync pool (eviction or retirement); the next use rebuilds it."""
+        with self._lock:
+            side, self._sync = self._sync, None
+        if side is not None:
+            retire_sync(side.client, side.state)
+
+    def close_async(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Retire ``loop``'s async pool on that loop; True if there was one."""
+        with self._lock:
+            side = self._async.pop(loop)
+        if side is None:
+            return False
+        retire_async(side.client, side.state, loop)
+        return True
+
+    def retire(self) -> None:
+        """The last tenant left: retire every pool, each on its own loop."""
+        self.close_sync()
+        for loop in self._async:
+            self.close_async(loop)
+
+
+async def _close_async(side: _Side) -> None:
+    side.state.retired = True
+    await side.client.aclose()
 
 
 class Backends:
     """Identity -> :class:`Backend`, with user counts and the live-client limit.
 
     Args:
-        announce: passed to every plan (failover events).
-        max_live_clients: at most this many sync clients stay built; ``None``: no limit.
+        announce: tells the router about a tenant's failover event.
+        max_live_clients: at most this many sync pools stay open (and this many async
+            pools per event loop); ``None``: no limit.
+        budget: the router's connection budget, if any.
     """
 
     def __init__(
@@ -214,32 +301,30 @@ class Backends:
         self.budget = budget
         self.max_live_clients = max_live_clients
         self._by_key: dict[Hashable, Backend] = {}
-        # The clock's rings: backends with a sync client, and per event loop those with
-        # an async client on it; each ring has its own hand.
+        # The clock's rings: backends with a sync pool, and per event loop those with
+        # an async pool on it; each ring has its own hand.
         self._built: list[Backend] = []
         self._abuilt: dict[asyncio.AbstractEventLoop, list[Backend]] = {}
         self._hands: dict[object, int] = {}
         self._lock = threading.Lock()
         self.evictions = 0
 
-    def __len__(self) -> int:
-        return len(self._by_key)
-
-    def acquire(self, tenant: Tenant, settings: TenantSettings) -> Backend:
-        """The backend for ``settings``, with ``tenant`` counted as a user."""
+    def acquire(self, settings: TenantSettings) -> Backend:
+        """The backend for ``settings``, counted as used once more."""
         key = identity(settings)
         with self._lock:
             backend = self._by_key.get(key)
             if backend is None:
-                backend = self._by_key[key] = Backend(key, settings, self._announce, self.budget)
-            backend.users.add(tenant)
+                backend = Backend(key, settings, self._announce, self.budget, self._built_one)
+                self._by_key[key] = backend
+            backend.users += 1
             return backend
 
-    def release(self, tenant: Tenant, backend: Backend) -> None:
-        """``tenant`` stopped using ``backend``; close its client if nobody is left."""
+    def release(self, backend: Backend) -> None:
+        """One user stopped using ``backend``; retire its pools if nobody is left."""
         with self._lock:
-            backend.users.discard(tenant)
-            if backend.users or self._by_key.get(backend.key) is not backend:
+            backend.users -= 1
+            if backend.users > 0 or self._by_key.get(backend.key) is not backend:
                 return
             del self._by_key[backend.key]
             if backend in self._built:
@@ -247,39 +332,45 @@ class Backends:
             for ring in self._abuilt.values():
                 if backend in ring:
                     ring.remove(backend)
-        client = backend.detach_sync()
-        if client is not None:
-            close_sync(client)
+        backend.retire()
 
-    def refailover(self, tenant: Tenant, backend: Backend, settings: TenantSettings) -> bool:
-        """Give ``tenant`` new failover endpoints; True if its clients stay as they are.
+    def refailover(self, backend: Backend, settings: TenantSettings) -> Backend:
+        """The backend for a user of ``backend`` whose failover endpoints changed.
 
-        A backend used by ``tenant`` alone is updated in place. A shared one is left to
-        its other users, and the tenant moves to another backend (new clients).
+        A backend with that one user is updated in place (its pools stay); a shared
+        one is left to its other users and the caller moves to another backend.
         """
         key = identity(settings)
         with self._lock:
-            if backend.users == {tenant} and key not in self._by_key:
+            if backend.users == 1 and key not in self._by_key:
                 del self._by_key[backend.key]
                 self._by_key[key] = backend
                 backend.set_failover(key, settings)
-                return True
-        self.release(tenant, backend)
-        return False
+                return backend
+        moved = self.acquire(settings)
+        self.release(backend)
+        return moved
+
+    def _built_one(self, backend: Backend, loop: asyncio.AbstractEventLoop | None) -> None:
+        if loop is None:
+            self.built(backend)
+        else:
+            self.built_async(backend, loop)
 
     def built(self, backend: Backend) -> None:
-        """A sync client was just built: enforce ``max_live_clients``."""
+        """A sync pool was just built: enforce ``max_live_clients``."""
         limit = self.max_live_clients
         with self._lock:
             self._built.append(backend)
             if limit is None:
                 return
-            victims = self._over_limit(self._built, "sync", backend, limit)
+            victims = self._over_limit(self._built, "sync", backend, limit, Backend.touched)
         for victim in victims:
-            self._evict(victim)
+            victim.close_sync()
+            self.evictions += 1
 
     def built_async(self, backend: Backend, loop: asyncio.AbstractEventLoop) -> None:
-        """An async client was just built on ``loop`` (the running one): same limit,
+        """An async pool was just built on ``loop`` (the running one): the same limit,
         counted per loop."""
         limit = self.max_live_clients
         with self._lock:
@@ -290,30 +381,36 @@ class Backends:
             ring.append(backend)
             if limit is None:
                 return
-            victims = self._over_limit(ring, loop, backend, limit)
+            victims = self._over_limit(ring, loop, backend, limit, lambda b: b.touched_async(loop))
         for victim in victims:
-            client = victim.detach_async(loop)
-            if client is None:
-                continue
-            for tenant in list(victim.users):
-                tenant.drop_async_client(loop, client)
-            self.evictions += 1
-            retire_async(client)
+            if victim.close_async(loop):
+                self.evictions += 1
 
     def _over_limit(
-        self, ring: list[Backend], hand: object, keep: Backend, limit: int
+        self,
+        ring: list[Backend],
+        hand: object,
+        keep: Backend,
+        limit: int,
+        touched: Callable[[Backend], bool],
     ) -> list[Backend]:
         # Called with the lock held: take victims out of ``ring`` until it fits.
         victims = []
         while len(ring) > limit:
-            victim = self._next_victim(ring, hand, keep)
+            victim = self._next_victim(ring, hand, keep, touched)
             if victim is None:
                 break
             ring.remove(victim)
             victims.append(victim)
         return victims
 
-    def _next_victim(self, ring: list[Backend], hand: object, keep: Backend) -> Backend | None:
+    def _next_victim(
+        self,
+        ring: list[Backend],
+        hand: object,
+        keep: Backend,
+        touched: Callable[[Backend], bool],
+    ) -> Backend | None:
         # Second chance: skip (and clear) backends used since the hand last passed.
         position = self._hands.get(hand, 0)
         try:
@@ -321,18 +418,13 @@ class Backends:
                 position %= len(ring)
                 candidate = ring[position]
                 position += 1
-                if candidate is not keep and not candidate.touched():
+                if candidate is not keep and not touched(candidate):
                     return candidate
         finally:
             self._hands[hand] = position
         others = [b for b in ring if b is not keep]
         return others[0] if others else None
 
-    def _evict(self, backend: Backend) -> None:
-        client = backend.detach_sync()
-        if client is None:
-            return
-        for tenant in list(backend.users):
-            tenant.drop_sync_client(client)
-        self.evictions += 1
-        close_sync(client)
+    def all(self) -> list[Backend]:
+        with self._lock:
+            return list(self._by_key.values())

@@ -4,21 +4,26 @@
 tenants, sync and async) N slots. A connection takes a slot when it opens a socket
 and gives it back when it closes. When every slot is taken, the caller that needs a
 new connection first closes the least recently used *idle* connection of any pool
-(it sits in its pool's free list: nobody is running a command on it) with ``QUIT``, so
-the server has let it go before the slot is reused, and otherwise
-waits, up to ``wait_timeout``, for a slot; then it gets
-:class:`ConnectionBudgetExceededError`. A command that is running is never
-interrupted: a connection is closed only while its own pool's lock proves it idle.
+(one nobody has checked out) with ``QUIT``, so the server has let it go before the slot
+is reused, and otherwise waits, up to ``wait_timeout``, to be woken by the next slot or
+idle connection that frees up; then it gets :class:`ConnectionBudgetExceededError`. A
+command that is running is never interrupted: the connections themselves decide,
+race-free, whether they are idle (:meth:`ManagedConnection.close_if_idle`).
 
 With ``idle_timeout``, one reaper thread per router (not per tenant) closes
 connections idle for longer than that; they reopen on demand. Async connections are
-closed on their own event loop (``call_soon_threadsafe``), never from another thread.
+closed on their own event loop, never from another thread.
+
+After ``fork()`` (multiprocessing, gunicorn ``--preload``, Celery prefork) the child
+starts with an empty budget: the parent's connections are not the child's to count,
+and redis-py's pools drop them in the child on first use.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 import weakref
@@ -26,8 +31,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ._errors import ConnectionBudgetExceededError
+from ._loops import spawn
 
 __all__ = ["ConnectionBudget"]
+
+#: Every budget of this process, reset in a forked child.
+_BUDGETS: weakref.WeakSet[ConnectionBudget] = weakref.WeakSet()
 
 
 class ConnectionBudget:
@@ -51,15 +60,16 @@ class ConnectionBudget:
         self.wait_timeout = wait_timeout
         self.idle_timeout = idle_timeout
         self.clock = clock
-        self.evicted = 0
-        self.reaped = 0
+        self._start_empty()
+        _BUDGETS.add(self)
+
+    def _start_empty(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         # Connections holding a slot. Weak: a connection collected without being
         # disconnected (its pool was dropped) must not keep its slot forever.
         self._holders: weakref.WeakSet[Any] = weakref.WeakSet()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._sleepers = 0  # sync callers waiting on the condition
-        self._tasks: set[asyncio.Future[bool]] = set()
         self._reaper: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -72,13 +82,6 @@ class ConnectionBudget:
         return len(self._holders)
 
     # -- taking and giving back slots --------------------------------------------------------
-
-    def _take(self, conn: Any) -> bool:
-        # Called with the condition held.
-        if len(self._holders) < self.limit:
-            self._holders.add(conn)
-            return True
-        return False
 
     def release(self, conn: Any) -> None:
         """``conn`` closed its socket: its slot is free."""
@@ -106,24 +109,35 @@ class ConnectionBudget:
                 loop.call_soon_threadsafe(_wake, future)
                 break
 
+    def _take_or_pick(self, conn: Any) -> Any:
+        """Take a slot for ``conn`` (returns ``conn``), else name an idle connection to
+        close for one (or ``None``). The decision both drivers share."""
+        with self._cond:
+            return conn if self._take(conn) else self._idlest(exclude=conn)
+
+    def _take(self, conn: Any) -> bool:
+        # Called with the condition held.
+        if len(self._holders) < self.limit:
+            self._holders.add(conn)
+            return True
+        return False
+
     def acquire(self, conn: Any) -> None:
-        """Take a slot for ``conn`` (sync): evict an idle connection or wait for one."""
+        """Take a slot for ``conn`` (sync): close an idle connection or wait for one."""
         self._start_reaper()
-        deadline = None
+        deadline = self.clock() + self.wait_timeout
         while True:
-            with self._cond:
-                if self._take(conn):
-                    return
-                victim = self._idlest(exclude=conn)
-            if victim is not None and self._evict(victim):
+            found = self._take_or_pick(conn)
+            if found is conn:
+                return
+            if found is not None and self._close(found):
                 continue
             with self._cond:
                 if self._take(conn):
                     return
-                deadline, pause = self._pause(deadline)
                 self._sleepers += 1
                 try:
-                    self._cond.wait(pause)
+                    self._cond.wait(self._left(deadline))
                 finally:
                     self._sleepers -= 1
 
@@ -131,81 +145,60 @@ class ConnectionBudget:
         """Take a slot for ``conn`` (async): the same rules, waiting without blocking."""
         self._start_reaper()
         loop = asyncio.get_running_loop()
-        deadline = None
+        deadline = self.clock() + self.wait_timeout
         while True:
-            with self._cond:
-                if self._take(conn):
-                    return
-                victim = self._idlest(exclude=conn)
-            if victim is not None:
-                if getattr(victim, "_loop", None) is loop:
-                    victim._evicting = True
-                    if await _aevict(victim, self):
+            found = self._take_or_pick(conn)
+            if found is conn:
+                return
+            if found is not None:
+                if found.loop is loop:  # ours to close, right here
+                    if await found.aclose_if_idle():
                         continue
-                elif self._evict(victim):
+                elif self._close(found):
                     continue
             future: asyncio.Future[None] = loop.create_future()
             with self._cond:
                 if self._take(conn):
                     return
                 self._waiters.append((loop, future))
-            deadline, pause = self._pause(deadline)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(future, pause)
+                await asyncio.wait_for(future, self._left(deadline))
 
-    def _pause(self, deadline: float | None) -> tuple[float, float]:
-        """The wait's deadline and how long to sleep before looking again; raises the
-        typed error once the deadline has passed. Sleeps are short (50 ms at most) so a
-        missed wake-up costs little."""
-        now = self.clock()
-        deadline = now + self.wait_timeout if deadline is None else deadline
-        if now >= deadline:
-            raise self._exhausted()
-        return deadline, min(deadline - now, 0.05)
-
-    def _exhausted(self) -> ConnectionBudgetExceededError:
-        return ConnectionBudgetExceededError(
-            f"connection budget exhausted: all {self.limit} connections of this router are "
-            f"busy and none freed up within {self.wait_timeout:g}s; raise "
-            "Router(max_connections=...), lower concurrency, or shorten long commands"
-        )
+    def _left(self, deadline: float) -> float:
+        """Seconds left of a wait; the typed error once none are."""
+        left = deadline - self.clock()
+        if left <= 0:
+            raise ConnectionBudgetExceededError(
+                f"connection budget exhausted: all {self.limit} connections of this router are "
+                f"busy and none freed up within {self.wait_timeout:g}s; raise "
+                "Router(max_connections=...), lower concurrency, or shorten long commands",
+                key=("budget", id(self)),
+            )
+        return left
 
     # -- idle connections ------------------------------------------------------------------
 
     def _idlest(self, exclude: Any) -> Any:
-        """The least recently used connection that sits idle in its pool (a candidate)."""
+        """The least recently used idle connection (a candidate to close)."""
         best = None
         best_used = float("inf")
         for conn in list(self._holders):
-            if conn is exclude or getattr(conn, "_evicting", False):
+            if conn is exclude or conn.closing or not conn.is_idle():
                 continue
-            if _idle(conn) and conn._last_used < best_used:
-                best, best_used = conn, conn._last_used
+            if conn.last_used < best_used:
+                best, best_used = conn, conn.last_used
         return best
 
-    def _evict(self, conn: Any) -> bool:
-        """Close ``conn`` if it is still idle; async ones are handed to their loop.
-
-        Returns True if a slot was freed now.
-        """
-        loop = getattr(conn, "_loop", None)
-        if loop is not None:
-            conn._evicting = True
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_schedule_aevict, conn, self)
-            return False
-        pool = conn._owner()
-        if pool is None:
-            return False
-        with pool._lock:
-            if conn not in pool._available_connections or conn._sock is None:
-                return False
-            with contextlib.suppress(Exception):
-                conn.send_command("QUIT", check_health=False)
-                conn.read_response()
-            conn.disconnect()
-        self.evicted += 1
-        return True
+    def _close(self, conn: Any) -> bool:
+        """Close ``conn`` if it is still idle. An async one is closed on its own loop
+        (its slot frees up, and wakes a waiter, when that is done). True if a slot was
+        freed now."""
+        loop = conn.loop
+        if loop is None:
+            return bool(conn.close_if_idle())
+        with contextlib.suppress(RuntimeError):  # its loop is closed: nothing to do
+            loop.call_soon_threadsafe(_close_on_loop, conn)
+        return False
 
     def _start_reaper(self) -> None:
         if self.idle_timeout is None or self._reaper is not None:
@@ -221,25 +214,19 @@ class ConnectionBudget:
             )
         self._reaper.start()
 
-    def reap_once(self) -> None:
-        """Close every connection idle for longer than ``idle_timeout``."""
+    def reap_once(self) -> int:
+        """Close every connection idle for longer than ``idle_timeout``; how many were
+        closed now (async ones close on their loops a moment later)."""
         if self.idle_timeout is None:
-            return
+            return 0
         cutoff = self.clock() - self.idle_timeout
         with self._cond:
-            stale = [c for c in list(self._holders) if c._last_used < cutoff and _idle(c)]
-        for conn in stale:
-            if self._evict(conn):
-                self.reaped += 1
+            stale = [c for c in list(self._holders) if c.last_used < cutoff and c.is_idle()]
+        return sum(self._close(conn) for conn in stale)
 
     def close(self) -> None:
         """Stop the reaper thread (connections close with their pools)."""
         self._stop.set()
-
-
-def _idle(conn: Any) -> bool:
-    pool = conn._owner()
-    return pool is not None and conn in pool._available_connections
 
 
 def _wake(future: asyncio.Future[None]) -> None:
@@ -247,30 +234,8 @@ def _wake(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _schedule_aevict(conn: Any, budget: ConnectionBudget) -> None:
-    task = asyncio.ensure_future(_aevict(conn, budget))
-    budget._tasks.add(task)  # a reference until it is done (the loop keeps only a weak one)
-    task.add_done_callback(budget._tasks.discard)
-
-
-async def _aevict(conn: Any, budget: ConnectionBudget) -> bool:
-    """Close an async connection on its own loop if its pool still holds it idle
-    (counted in ``budget.evicted``)."""
-    try:
-        pool = conn._owner()
-        if pool is None:
-            return False
-        async with pool._lock:
-            if conn not in pool._available_connections or not conn.is_connected:
-                return False
-            with contextlib.suppress(Exception):
-                await conn.send_command("QUIT", check_health=False)
-                await conn.read_response()
-            await conn.disconnect()
-        budget.evicted += 1
-        return True
-    finally:
-        conn._evicting = False
+def _close_on_loop(conn: Any) -> None:
+    spawn(conn.aclose_if_idle())
 
 
 def _reap(ref: weakref.ReferenceType[ConnectionBudget], stop: threading.Event) -> None:
@@ -283,3 +248,12 @@ def _reap(ref: weakref.ReferenceType[ConnectionBudget], stop: threading.Event) -
         del budget
         if stop.wait(interval):
             return
+
+
+def _forget_after_fork() -> None:
+    for budget in list(_BUDGETS):
+        budget._start_empty()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_forget_after_fork)

@@ -1,11 +1,11 @@
-"""Endpoint health for one tenant: circuit breakers and the order to try endpoints in.
+"""Endpoint health: circuit breakers and the order to try endpoints in.
 
-Everything here is decision, nothing is I/O: the sync and async connection drivers in
-:mod:`redis_tenancy._pool` ask an :class:`EndpointPlan` which endpoint to connect to,
-tell it what happened, and it answers. The clock is injected (``time.monotonic`` by
-default), so the tests drive every transition with a fake clock, and no thread or
-timer ever runs: health is learned from real traffic and from half-open probes that
-ride on the next connection a caller opens.
+Everything here is decision, nothing is I/O: the sync and async connections in
+:mod:`redis_tenancy._connection` ask an :class:`EndpointPlan` which endpoint to connect
+to, tell it what happened, and it answers. The clock is injected (``time.monotonic``
+by default), so the tests drive every transition with a fake clock, and no thread or
+timer ever runs: health is learned from real traffic and from probes that ride on the
+next connection a caller opens.
 
 Per endpoint the breaker is the classic one::
 
@@ -14,7 +14,24 @@ Per endpoint the breaker is the classic one::
       +-------------------(one successful probe)-------------------------+
                          (a failed probe re-opens it for another cooldown)
 
-Only one caller at a time probes a half-open endpoint; everyone else skips it.
+Only one caller at a time probes a half-open endpoint; everyone else skips it. Three
+rules keep the breaker from ever making a tenant *less* available than a plain
+``redis.Redis`` would be:
+
+- **Stranded plans probe on demand.** When no endpoint is closed there is nowhere to
+  fail over to, so waiting out the cooldown would only delay recovery: an open
+  endpoint may then be probed by one caller at a time after a short backoff
+  (:data:`ON_DEMAND_BACKOFF`), and a restarted server serves the next caller.
+- **A read timeout is a suspicion, not a verdict.** A blocking command (``BLPOP``) or a
+  slow one (``DEBUG SLEEP``) outliving ``socket_timeout`` says nothing about the
+  server. The caller that saw it verifies with a fresh connect and ``PING``
+  (:meth:`EndpointPlan.suspect` / :meth:`EndpointPlan.verified`); only a failed check
+  counts, and a check that connected but got no answer never opens the last usable
+  endpoint (a paused server with no backup still has nowhere better to send callers).
+- **Stale successes are ignored** (:meth:`EndpointPlan.succeeded` ``since``).
+
+A plan may be shared by every tenant with the same connection settings, so it holds no
+tenant's name: errors and events are labelled by the caller that saw them.
 """
 
 from __future__ import annotations
@@ -30,11 +47,13 @@ from ._redact import redact_text
 
 __all__ = [
     "DEFAULT_POLICY",
+    "ON_DEMAND_BACKOFF",
     "CircuitPolicy",
     "EndpointPlan",
     "EndpointStatus",
     "FailoverEvent",
     "Route",
+    "Switch",
     "TenantStatus",
 ]
 
@@ -43,16 +62,23 @@ OPEN = "open"
 HALF_OPEN = "half-open"
 _INF = math.inf
 
+#: Pauses between on-demand probes of a stranded plan's endpoint, by how many times in
+#: a row it failed (the last one repeats): a refused connect costs ~0.1 ms, so even the
+#: longest pause keeps a tenant whose only server restarts within 0.1 s of a plain
+#: client, at no more than ten probes per second.
+ON_DEMAND_BACKOFF = (0.0, 0.01, 0.02, 0.05, 0.1)
+
 
 @dataclass(frozen=True, slots=True)
 class CircuitPolicy:
     """How quickly an endpoint is given up on and re-tried.
 
     Attributes:
-        cooldown: seconds an open circuit waits before one probe may try it again.
-        threshold: consecutive failures (refused or timed-out connects, read
-            timeouts) that open the circuit. 1 means "the first failure moves the
-            tenant to its next endpoint".
+        cooldown: seconds an open circuit waits before one probe may try it again
+            (while another endpoint is healthy; see the module docstring).
+        threshold: consecutive failures (refused or timed-out connects, failed
+            verifications after a read timeout) that open the circuit. 1 means "the
+            first failure moves the tenant to its next endpoint".
     """
 
     cooldown: float = 5.0
@@ -76,8 +102,32 @@ DEFAULT_POLICY = CircuitPolicy()
 
 
 @dataclass(frozen=True, slots=True)
+class Switch:
+    """New connections of a plan moved to another endpoint (no tenant attached yet).
+
+    Attributes:
+        kind: ``"failover"`` (to a lower-priority endpoint) or ``"failback"``.
+        from_endpoint: redacted URL connections went to before.
+        to_endpoint: redacted URL new connections go to now.
+        reason: the redacted last error of the endpoint that was left, if any.
+    """
+
+    kind: str
+    from_endpoint: str | None
+    to_endpoint: str
+    reason: str | None
+
+    def seen_by(self, tenant: str) -> FailoverEvent:
+        """This switch as the event of ``tenant``, the caller whose connection made it."""
+        return FailoverEvent(tenant, self.kind, self.from_endpoint, self.to_endpoint, self.reason)
+
+
+@dataclass(frozen=True, slots=True)
 class FailoverEvent:
     """A tenant's new connections moved to another endpoint.
+
+    Tenants with identical connection settings share one plan; the event names the
+    tenant whose call made the connection that noticed the switch, never another one.
 
     Attributes:
         tenant: the tenant's name.
@@ -118,22 +168,25 @@ class TenantStatus:
 
 
 class Route:
-    """One endpoint of a plan and its breaker. ``target`` is what drivers connect to."""
+    """One endpoint of a plan and its breaker. ``target`` is what drivers connect to;
+    ``url`` is its redacted URL."""
 
     __slots__ = (
         "failed_total",
         "failures",
         "last_error",
         "opened_at",
+        "probe_after",
         "probing",
-        "shown",
         "state",
         "target",
+        "url",
+        "verifying",
     )
 
-    def __init__(self, target: object, shown: str) -> None:
+    def __init__(self, target: object, url: str) -> None:
         self.target = target
-        self.shown = shown
+        self.url = url
         self.state = CLOSED
         self.failures = 0
         #: Every failure ever recorded. A driver notes it before it connects and hands
@@ -141,34 +194,35 @@ class Route:
         #: the latest failure is stale news and must not close the circuit again.
         self.failed_total = 0
         self.opened_at = 0.0
+        #: When a stranded plan may probe this endpoint again (on-demand backoff).
+        self.probe_after = 0.0
         self.last_error: str | None = None
         self.probing = False
+        #: A caller is checking the endpoint after a read timeout.
+        self.verifying = False
 
     def __repr__(self) -> str:
-        return f"<Route {self.shown} {self.state}>"
+        return f"<Route {self.url} {self.state}>"
 
 
 class EndpointPlan:
-    """The ordered endpoints of one tenant and the health of each.
+    """The ordered endpoints of one connection identity and the health of each.
 
     Drivers call :meth:`attempts` to get the endpoints to try for a new connection
     (best first, probes claimed as they are handed out), then report each outcome
     with :meth:`failed` or :meth:`succeeded`. :meth:`keep` is the hot-path check a
-    pooled connection makes before it is reused: it is one identity comparison while
+    pooled connection makes before it is reused: one identity comparison while
     nothing is wrong.
 
     Args:
-        tenant: the tenant's name, for messages and events.
         routes: (target, redacted URL) pairs in priority order; the first is the primary.
         policy: cooldown and threshold.
-        announce: called with a :class:`FailoverEvent` when new connections move.
         clock: a monotonic clock in seconds.
     """
 
     __slots__ = (
         "_lock",
         "active",
-        "announce",
         "clock",
         "failbacks",
         "failovers",
@@ -176,28 +230,20 @@ class EndpointPlan:
         "recheck_at",
         "routes",
         "stable",
-        "tenant",
-        "touched",
     )
 
     def __init__(
         self,
-        tenant: str,
         routes: Sequence[tuple[object, str]],
         policy: CircuitPolicy = DEFAULT_POLICY,
-        announce: Callable[[FailoverEvent], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.tenant = tenant
         self.policy = policy
-        self.announce = announce
         self.clock = clock
-        self.routes: tuple[Route, ...] = tuple(Route(t, s) for t, s in routes)
+        self.routes: tuple[Route, ...] = tuple(Route(t, u) for t, u in routes)
         self.active: Route | None = None
         self.failovers = 0
         self.failbacks = 0
-        #: Set by connections on every checkout: the use bit of the live-client clock.
-        self.touched = False
         self._lock = threading.Lock()
         #: Connections to ``stable`` are reused without further checks until ``recheck_at``.
         self.stable: Route | None = None
@@ -205,7 +251,7 @@ class EndpointPlan:
         self._recompute()
 
     def __repr__(self) -> str:
-        return f"<EndpointPlan {self.tenant!r} {list(self.routes)}>"
+        return f"<EndpointPlan {list(self.routes)}>"
 
     # -- the hot path ---------------------------------------------------------------------
 
@@ -225,10 +271,10 @@ class EndpointPlan:
     def attempts(self) -> Iterator[tuple[Route, bool]]:
         """Yield ``(route, is_probe)`` in the order a new connection should try them.
 
-        Closed endpoints are yielded as they are; an open endpoint whose cooldown has
-        passed is claimed for a probe (only one caller gets it); the rest are skipped.
-        A caller that stops iterating after a probe without reporting must call
-        :meth:`abandon`.
+        Closed endpoints are yielded as they are; an open endpoint that is due (its
+        cooldown passed or, with no closed endpoint left, its on-demand backoff) is
+        claimed for a probe (only one caller gets it); the rest are skipped. A caller
+        that stops iterating after a probe without reporting must call :meth:`abandon`.
         """
         for route in self.routes:
             if route.state == CLOSED:
@@ -239,7 +285,12 @@ class EndpointPlan:
     def _claim_probe(self, route: Route) -> bool:
         now = self.clock()
         with self._lock:
-            if route.probing or now < route.opened_at + self.policy.cooldown:
+            if route.probing:
+                return False
+            due = route.opened_at + self.policy.cooldown
+            if self.stable is None:  # stranded: nowhere to fail over to
+                due = min(due, route.probe_after)
+            if now < due:
                 return False
             route.probing = True
             route.state = HALF_OPEN
@@ -255,30 +306,35 @@ class EndpointPlan:
                 self._recompute()
 
     def failed(self, route: Route, error: BaseException) -> None:
-        """Record a failure of ``route`` (connect refused or timed out, read timeout)."""
+        """Record a failure of ``route`` (a refused or timed-out connect, a failed check)."""
         now = self.clock()
         with self._lock:
-            route.failures += 1
-            route.failed_total += 1
-            route.last_error = redact_text(f"{type(error).__name__}: {error}")
-            opens = route.state == CLOSED and route.failures >= self.policy.threshold
-            if route.probing or opens:
-                route.state = OPEN
-                route.opened_at = now
-                route.probing = False
+            self._fail(route, error, now)
             self._recompute()
 
-    def succeeded(self, route: Route, since: int | None = None) -> FailoverEvent | None:
-        """A connection to ``route`` is up: close its circuit; announce a switch if any.
+    def _fail(self, route: Route, error: BaseException, now: float) -> None:
+        route.failures += 1
+        route.failed_total += 1
+        route.last_error = redact_text(f"{type(error).__name__}: {error}")
+        backoff = ON_DEMAND_BACKOFF[min(route.failures, len(ON_DEMAND_BACKOFF)) - 1]
+        route.probe_after = now + min(backoff, self.policy.cooldown)
+        opens = route.state == CLOSED and route.failures >= self.policy.threshold
+        if route.probing or opens:
+            route.state = OPEN
+            route.opened_at = now
+            route.probing = False
+
+    def succeeded(self, route: Route, since: int | None = None) -> Switch | None:
+        """A connection to ``route`` is up: close its circuit; return the switch, if any.
 
         ``since`` is ``route.failed_total`` as the driver read it before connecting.
         If a failure was recorded in between, this success is older news than that
         failure (its handshake finished before the server died, say, and its thread
-        was descheduled before reporting) and changes nothing: reopening the
-        circuit on its word would send every caller back to a dead endpoint.
+        was descheduled before reporting) and changes nothing: reopening the circuit
+        on its word would send every caller back to a dead endpoint.
 
-        Returns the switch (so the driver can close its pool's idle connections to the
-        endpoint that was left), or ``None``.
+        The driver announces the returned :class:`Switch` as its caller's event and
+        closes its pool's idle connections to the endpoint that was left.
         """
         with self._lock:
             if since is not None and route.failed_total != since:
@@ -293,12 +349,9 @@ class EndpointPlan:
                 return None
             previous = self.active
             self.active = route
-            event = self._event(previous, route)
-        if event is not None and self.announce is not None:
-            self.announce(event)
-        return event
+            return self._switch(previous, route)
 
-    def _event(self, previous: Route | None, route: Route) -> FailoverEvent | None:
+    def _switch(self, previous: Route | None, route: Route) -> Switch | None:
         if previous is route or (previous is None and route is self.routes[0]):
             return None
         if previous is None:
@@ -309,26 +362,71 @@ class EndpointPlan:
             self.failbacks += 1
         else:
             self.failovers += 1
-        return FailoverEvent(
-            tenant=self.tenant,
+        return Switch(
             kind="failback" if failback else "failover",
-            from_endpoint=previous.shown,
-            to_endpoint=route.shown,
+            from_endpoint=previous.url,
+            to_endpoint=route.url,
             reason=None if failback else previous.last_error,
         )
 
-    def exhausted(self) -> NoHealthyEndpointError:
-        """The error for "every endpoint is down", naming each one and its last error."""
+    # -- read timeouts ----------------------------------------------------------------------
+
+    def suspect(self, route: Route) -> bool:
+        """A command on a connection to ``route`` timed out reading: should this caller
+        check the endpoint? Only one caller at a time does; the answer for the others,
+        and for endpoints that are already open, is ``False``."""
+        with self._lock:
+            if route.state != CLOSED or route.verifying:
+                return False
+            route.verifying = True
+            return True
+
+    def verified(self, route: Route, error: BaseException | None, *, connected: bool) -> None:
+        """The check :meth:`suspect` asked for is done.
+
+        ``error`` is ``None`` if the endpoint answered ``PING`` (the command was just
+        slow: nothing is recorded). A failed connect counts as a failure. A check that
+        connected but got no answer counts too, unless ``route`` is the last usable
+        endpoint: opening it could not send anyone somewhere better.
+        """
+        now = self.clock()
+        with self._lock:
+            route.verifying = False
+            if error is None:
+                return
+            others = any(r.state == CLOSED for r in self.routes if r is not route)
+            if connected and not others:
+                route.last_error = redact_text(f"{type(error).__name__}: {error}")
+                return
+            self._fail(route, error, now)
+            self._recompute()
+
+    # -- all down -----------------------------------------------------------------------------
+
+    def exhausted(self, tenant: str) -> NoHealthyEndpointError:
+        """The error for "every endpoint is down", naming ``tenant`` (the caller) and each
+        endpoint with its last error. Logged once per change of state (see ``_errors``)."""
         now = self.clock()
         parts = []
-        for route in self.routes:
-            detail = route.last_error or "not tried"
-            if route.state != CLOSED:
-                wait = max(0.0, route.opened_at + self.policy.cooldown - now)
-                detail = f"{route.state}, next probe in {wait:.1f}s; last error: {detail}"
-            parts.append(f"{route.shown} ({detail})")
+        with self._lock:
+            stranded = self.stable is None
+            # What the log throttle compares: which endpoints failed, and with what.
+            state = tuple(
+                (route.state == CLOSED, (route.last_error or "").partition(":")[0])
+                for route in self.routes
+            )
+            for route in self.routes:
+                detail = route.last_error or "not tried"
+                if route.state != CLOSED:
+                    due = route.opened_at + self.policy.cooldown
+                    if stranded:
+                        due = min(due, route.probe_after)
+                    wait = max(0.0, due - now)
+                    detail = f"{route.state}, next probe in {wait:.2f}s; last error: {detail}"
+                parts.append(f"{route.url} ({detail})")
+        key = (tenant, tuple(route.url for route in self.routes))
         return NoHealthyEndpointError(
-            f"tenant {self.tenant!r}: no healthy endpoint: " + "; ".join(parts)
+            f"tenant {tenant!r}: no healthy endpoint: " + "; ".join(parts), key=key, state=state
         )
 
     # -- changing the endpoint list ---------------------------------------------------------
@@ -336,8 +434,8 @@ class EndpointPlan:
     def set_routes(self, routes: Sequence[tuple[object, str]]) -> None:
         """Replace the endpoint list, keeping the health of endpoints that stay."""
         with self._lock:
-            known = {r.shown: r for r in self.routes}
-            self.routes = tuple(known.get(s) or Route(t, s) for t, s in routes)
+            known = {r.url: r for r in self.routes}
+            self.routes = tuple(known.get(u) or Route(t, u) for t, u in routes)
             for route, (target, _) in zip(self.routes, routes, strict=True):
                 route.target = target
             if self.active is not None and self.active not in self.routes:
@@ -362,12 +460,12 @@ class EndpointPlan:
     # -- introspection ----------------------------------------------------------------------
 
     def status(self, name: str, kind: str) -> TenantStatus:
-        """A snapshot for :meth:`Router.status`."""
+        """A snapshot for :meth:`Router.status` of tenant ``name``."""
         now = self.clock()
         with self._lock:
             endpoints = tuple(
                 EndpointStatus(
-                    url=r.shown,
+                    url=r.url,
                     state=(
                         HALF_OPEN
                         if r.state == OPEN and now >= r.opened_at + self.policy.cooldown
@@ -379,5 +477,5 @@ class EndpointPlan:
                 )
                 for r in self.routes
             )
-            active = self.active.shown if self.active is not None else None
+            active = self.active.url if self.active is not None else None
             return TenantStatus(name, kind, active, endpoints, self.failovers, self.failbacks)

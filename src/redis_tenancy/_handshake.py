@@ -8,11 +8,17 @@ settles the protocol); the rest can go out back to back, which is what redis-py'
 async driver already does for part of them, what upstream's sync driver does since
 redis-py#4203, and what the Redis protocol documentation recommends. A tenant's first
 request pays for this handshake, and so does every reconnect after a failover or a
-budget eviction, so the managed connections in :mod:`redis_tenancy._pool` let
+budget eviction, so the managed connections in :mod:`redis_tenancy._connection` let
 redis-py run the head (``AUTH``/``HELLO``) with the tail hidden, then send the tail
 built here in one write and judge each reply exactly as redis-py would.
 
 Everything here is decision, nothing is I/O; the drivers read the replies.
+
+This leans on the order of redis-py's private handshake (which public attributes it
+reads, in which order it sends the commands). That contract is pinned by
+``tests/test_handshake.py`` for each redis-py release listed in :data:`VERIFIED`; with
+any other release :func:`trusted` is false and the connections let redis-py run its
+own handshake, unchanged. See docs/DESIGN.md for the measurement behind keeping it.
 """
 
 from __future__ import annotations
@@ -22,10 +28,23 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import redis
 from redis.exceptions import ConnectionError, ResponseError
 from redis.utils import check_protocol_version, str_if_bytes
 
-__all__ = ["Step", "head_only", "tail"]
+__all__ = ["VERIFIED", "Step", "head_only", "tail", "trusted"]
+
+#: redis-py releases whose handshake ``tests/test_handshake.py`` has checked against
+#: this module's: the same commands, the same replies judged the same way.
+VERIFIED = frozenset({"8.1.0"})
+
+_TRUSTED = redis.__version__ in VERIFIED
+
+
+def trusted() -> bool:
+    """May the managed connections send the handshake's tail themselves?"""
+    return _TRUSTED
+
 
 Judge = Callable[[Any], None]
 """Checks one reply: the value read, or the ``ResponseError`` the server answered."""

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import redis
 import redis.asyncio
 
-from ._tenant import StrictSlot, Tenant, Unresolved, resolved
+from ._errors import Unresolved, resolved
+from ._tenant import StrictSlot, Tenant
 
 if TYPE_CHECKING:
     import asyncio

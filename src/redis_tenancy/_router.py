@@ -22,9 +22,9 @@ import redis.asyncio.retry
 
 from ._backend import Backends
 from ._budget import ConnectionBudget
-from ._clients import disconnect_sync
+from ._clients import is_cluster
 from ._context import TenantContext
-from ._errors import TenantConfigError
+from ._errors import TenantConfigError, Unresolved, resolved
 from ._failover import FailoverEvent, TenantStatus
 from ._proxy import make_async_proxy, make_sync_proxy
 from ._redact import redact_url
@@ -39,8 +39,8 @@ from ._settings import (
     normalize_kwargs,
     parse_settings,
 )
-from ._stats import RouterStats, count_pools
-from ._tenant import StrictSlot, Tenant, Unresolved, resolved
+from ._stats import RouterStats, count_backends
+from ._tenant import StrictSlot, Tenant
 
 __all__ = ["Router"]
 
@@ -97,7 +97,7 @@ class Router:
             )
         self._hooks: list[Callable[[FailoverEvent], object]] = []
         self._backends = Backends(self._announce, max_live_clients, self.budget)
-        default = Tenant(parse_settings(name, (), {"url": url}), self._backends)
+        default = Tenant(parse_settings(name, (), {"url": url}), self._backends, self._announce)
         self.default_name: str = name
         self.require_tenant = require_tenant
         self._registry = Registry(
@@ -126,7 +126,7 @@ class Router:
         return f"<Router {len(self)} tenants, default={self.default_name!r}{mode}>"
 
     def _new_tenant(self, settings: TenantSettings) -> Tenant:
-        return Tenant(settings, self._backends)
+        return Tenant(settings, self._backends, self._announce)
 
     # -- registry ---------------------------------------------------------------------
 
@@ -152,13 +152,14 @@ class Router:
         logger.debug("tenant %r registered: %s", key, settings.endpoint)
         return named(settings, key)
 
-    def register_async(
-        self, name: str | None = "", *args: Any, **kwargs: Any
-    ) -> tuple[TenantSettings, redis.asyncio.Redis | None]:
+    def register_async(self, name: str | None = "", *args: Any, **kwargs: Any) -> TenantSettings:
         """Override tenant ``name``'s async side (registering the tenant if new).
 
-        Returns the new settings and the running loop's previous async client, which
-        the caller should close (it cannot be awaited here).
+        ``args``/``kwargs`` are ``redis.asyncio.Redis`` arguments. As with
+        :meth:`register`, identical settings change nothing; otherwise objects made
+        from the tenant's old clients refuse from now on, and the old pools close
+        (idle connections at once, each on its own event loop; busy ones as their
+        commands end).
         """
         key = self.canonical(name)
         async_kwargs, topology = normalize_kwargs(key, args, kwargs, for_async=True)
@@ -168,11 +169,11 @@ class Router:
                 settings = parse_settings(key, args, _sync_view(kwargs))
                 settings = settings.with_async(async_kwargs, topology)
                 self._registry.apply([(key, settings)])
-                return settings, None
+                return settings
             settings = existing.settings.with_async(async_kwargs, topology)
-            old = existing.replace_async(settings)
+            existing.replace(settings)
         logger.debug("tenant %r async side set: %s", key, settings.async_endpoint)
-        return settings, old
+        return settings
 
     def register_many(self, tenants: Mapping[str, Mapping[str, Any]]) -> int:
         """Register or replace several tenants at once, all or nothing.
@@ -410,23 +411,29 @@ class Router:
         return repr(slot)
 
     def stats(self) -> RouterStats:
-        """Registered and live tenants, live clients, pools, open and idle connections."""
+        """Registered and live tenants, shared clients, pools, open and idle connections."""
         with self._lock:
             registered = len(self._registry)
-            live = list(self._registry.live.values())
-        clients, pools, open_, idle = count_pools(c for t in live for c in t.clients())
-        return RouterStats(registered, len(live), clients, pools, open_, idle)
+            live = len(self._registry.live)
+        clients, pools, open_, idle = count_backends(self._backends.all())
+        return RouterStats(registered, live, clients, pools, open_, idle)
 
     # -- lifecycle --------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close every tenant's sync pool (async clients close with their loops)."""
-        with self._lock:
-            tenants = list(self._registry.live.values())
-        for tenant in tenants:
-            client = tenant.built_client()
-            if client is not None:
-                disconnect_sync(client)
+        """Disconnect every sync connection and stop the budget's reaper.
+
+        Tenants stay registered and reconnect on their next use; async connections
+        close with their event loops.
+        """
+        for backend in self._backends.all():
+            client = backend.sync_built()
+            if client is None:
+                continue
+            if is_cluster(client):
+                client.close()
+            else:
+                client.connection_pool.disconnect()
         if self.budget is not None:
             self.budget.close()
 

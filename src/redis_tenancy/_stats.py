@@ -1,17 +1,23 @@
 """Introspection of a router: how many tenants, clients, pools and connections it holds.
 
 Pure bookkeeping over objects the router already has: no I/O, no server round trip.
-The connection counts come from the redis-py pools themselves, so they are what this
-process holds open; ``INFO clients`` on the server is the outside view of the same.
+The connection counts come from the connections the router made (each knows whether
+its socket is open and whether a caller has it), so they are what this process holds
+open; ``INFO clients`` on the server is the outside view of the same. Pools the
+router did not make (a caller's own ``connection_pool``) and Cluster clients report
+redis-py's own count of connection objects instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["RouterStats", "count_pools"]
+if TYPE_CHECKING:
+    from ._backend import Backend
+
+__all__ = ["RouterStats", "count_backends"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,11 +27,11 @@ class RouterStats:
     Attributes:
         registered: tenant names the router knows (live or not yet used).
         live_tenants: tenants used at least once (they have a Tenant object).
-        live_clients: redis-py client objects built (sync, plus async per event loop);
+        live_clients: shared redis-py clients built (sync, plus async per event loop);
             tenants with identical connection settings share theirs.
         pools: distinct connection pools behind those clients.
         open_connections: connected sockets in those pools, busy or idle.
-        idle_connections: connected sockets waiting in a pool.
+        idle_connections: connected sockets nobody has checked out.
     """
 
     registered: int
@@ -36,30 +42,31 @@ class RouterStats:
     idle_connections: int
 
 
-def _is_open(connection: Any) -> bool:
-    # sync connections keep a socket in ``_sock``; async ones expose ``is_connected``
-    is_connected = getattr(connection, "is_connected", None)
-    if is_connected is not None:
-        return bool(is_connected)
-    return getattr(connection, "_sock", None) is not None
+def _object_counts(pool: Any) -> tuple[int, int]:
+    """(all, idle) connection objects of a pool we did not make, as redis-py counts them."""
+    counts = [count for count, _ in pool.get_connection_count()]
+    return sum(counts), counts[0] if counts else 0
 
 
-def count_pools(clients: Iterable[Any]) -> tuple[int, int, int, int]:
-    """``(clients, pools, open, idle)`` over ``clients`` (shared pools counted once)."""
-    seen: set[int] = set()
-    seen_clients: set[int] = set()
-    n_pools = n_open = n_idle = 0
-    for client in clients:
-        if id(client) in seen_clients:
-            continue
-        seen_clients.add(id(client))
-        pool = getattr(client, "connection_pool", None)
-        if pool is None or id(pool) in seen:
-            continue
-        seen.add(id(pool))
-        n_pools += 1
-        idle = [c for c in list(pool._available_connections) if _is_open(c)]
-        busy = [c for c in list(pool._in_use_connections) if _is_open(c)]
-        n_idle += len(idle)
-        n_open += len(idle) + len(busy)
-    return len(seen_clients), n_pools, n_open, n_idle
+def count_backends(backends: Iterable[Backend]) -> tuple[int, int, int, int]:
+    """``(clients, pools, open, idle)`` over every built template of ``backends``."""
+    clients = pools = opened = idle = 0
+    for backend in backends:
+        templates = backend.templates()
+        clients += len(templates)
+        states = {id(state): state for state in backend.states()}
+        for state in states.values():
+            if state.pool() is None:
+                continue
+            pools += 1
+            more, quiet = state.counts()
+            opened += more
+            idle += quiet
+        for template in templates:
+            pool = getattr(template, "connection_pool", None)
+            if pool is not None and not any(s.pool() is pool for s in states.values()):
+                pools += 1
+                more, quiet = _object_counts(pool)
+                opened += more
+                idle += quiet
+    return clients, pools, opened, idle

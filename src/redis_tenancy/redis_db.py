@@ -24,7 +24,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from ._clients import disconnect_idle_async, is_cluster
+from ._clients import is_cluster
 from ._config import read_config
 from ._context import TenantContext
 from ._errors import PopotoException, TenantConfigError, logger
@@ -134,13 +134,11 @@ async def set_async_redis_db_settings(
 ) -> None:
     """Override the async side of tenant ``env_partition_name`` (registering it if new).
 
-    ``args``/``kwargs`` go to ``redis.asyncio.Redis``. The running loop's previous
-    client stops taking new commands and its idle connections are closed now; other
-    loops switch on their next access and close old clients when they shut down.
+    ``args``/``kwargs`` go to ``redis.asyncio.Redis``. Identical settings change
+    nothing; otherwise the tenant's previous clients stop taking new commands and their
+    idle connections close at once, each on its own event loop.
     """
-    _, old = default_router.register_async(env_partition_name, *args, **kwargs)
-    if old is not None:
-        await disconnect_idle_async(old)
+    default_router.register_async(env_partition_name, *args, **kwargs)
     logger.debug("Async Redis connection reset.")
 
 
