@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import threading
 from collections.abc import Iterator
 
@@ -93,17 +94,23 @@ def test_10000_tenants_round_robin_within_the_budget(server: RedisServer) -> Non
     router.close()
 
 
+def connection_ids(server: RedisServer) -> set[int]:
+    """The ids of the connections ``server`` has, other than the one asking."""
+    with direct(server) as client:
+        me = client.client_id()
+        return {int(c["id"]) for c in client.client_list()} - {me}
+
+
 def test_idle_connections_are_reaped_and_come_back(server: RedisServer) -> None:
+    # Connection ids, not counts at a moment: the reaper may run at any time.
     router = Router(default_url=server.url, idle_timeout=0.2)
     router.register("a", url=db_url(server, 1))
     with router.tenant("a"):
-        router.redis.set("k", 1)
-    assert clients_on(server) == 1
-    wait_until(lambda: clients_on(server) == 0, what="the idle connection to be reaped")
-    assert router.stats().open_connections == 0
+        first = router.redis.client_id()
+    wait_until(lambda: first not in connection_ids(server), what="the idle connection reaped")
     with router.tenant("a"):
-        assert router.redis.get("k") == b"1"
-    assert clients_on(server) == 1
+        assert router.redis.get("k") is None
+        assert router.redis.client_id() != first
     router.close()
 
 
@@ -111,14 +118,13 @@ async def test_async_idle_connections_are_reaped_on_their_loop(server: RedisServ
     router = Router(default_url=server.url, idle_timeout=0.2)
     router.register("a", url=db_url(server, 1))
     async with router.tenant("a"):
-        await router.async_redis.set("k", 1)
-    assert clients_on(server) == 1
+        first = await router.async_redis.client_id()
     deadline = asyncio.get_running_loop().time() + 10
-    while clients_on(server) != 0:  # the reaper hands the close to this loop
+    while first in connection_ids(server):  # the reaper hands the close to this loop
         assert asyncio.get_running_loop().time() < deadline, "not reaped"
         await asyncio.sleep(0.01)
     async with router.tenant("a"):
-        assert await router.async_redis.get("k") == b"1"
+        assert await router.async_redis.client_id() != first
     router.close()
 
 
@@ -222,4 +228,106 @@ async def test_async_live_clients_beyond_the_limit_are_evicted_per_loop(
     while clients_on(server) > 2:  # evicted pools close on this loop
         assert asyncio.get_running_loop().time() < deadline, "evicted connections stay open"
         await asyncio.sleep(0.01)
+    router.close()
+
+
+def test_waiter_is_woken_when_a_connection_comes_back(server: RedisServer) -> None:
+    # One slot, held by a blocking pop; a second caller waits for it. Waits are woken,
+    # not polled: without the wake-up it would sit out its whole 60 s wait and fail.
+    router = Router(default_url=server.url, max_connections=1, wait_timeout=60)
+    router.register("holder", url=db_url(server, 1))
+    router.register("waiter", url=db_url(server, 2))
+    results: dict[str, object] = {}
+
+    def hold() -> None:
+        with router.tenant("holder"):
+            results["holder"] = router.redis.blpop(["q"], timeout=30)
+
+    def wait() -> None:
+        with router.tenant("waiter"):
+            try:
+                results["waiter"] = router.redis.set("k", "v")
+            except ConnectionBudgetExceededError as exc:
+                results["waiter"] = exc
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    wait_until(
+        lambda: int(direct(server).info("clients")["blocked_clients"]) == 1,
+        what="the pop to block",
+    )
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    assert router.budget is not None
+    wait_until(lambda: router.budget is not None and router.budget.waiting == 1, what="a waiter")
+    direct(server, 1).rpush("q", "job")
+    holder.join(30)
+    waiter.join(70)
+    assert results == {"holder": (b"q", b"job"), "waiter": True}
+    router.close()
+
+
+def test_forked_child_starts_with_an_empty_budget(server: RedisServer) -> None:
+    router = Router(default_url=server.url, max_connections=2, wait_timeout=2)
+    for db in (1, 2, 3):
+        router.register(f"t{db}", url=db_url(server, db))
+    parent_ids = set()
+    for db in (1, 2):  # both slots taken by the parent's (idle) connections
+        with router.tenant(f"t{db}"):
+            parent_ids.add(router.redis.client_id())
+    assert router.budget is not None
+    assert router.budget.open == 2
+    context = multiprocessing.get_context("fork")
+    answers: multiprocessing.Queue[object] = context.Queue()
+
+    def child() -> None:
+        try:
+            budget = router.budget
+            assert budget is not None
+            opened_at_start = budget.open
+            ids = []
+            for db in (3, 1):
+                with router.tenant(f"t{db}"):
+                    router.redis.set("from", "child")
+                    ids.append(router.redis.client_id())
+            answers.put((opened_at_start, ids))
+        except BaseException as exc:
+            answers.put(repr(exc))
+
+    process = context.Process(target=child)
+    process.start()
+    answer = answers.get(timeout=30)
+    process.join(30)
+    assert process.exitcode == 0
+    assert isinstance(answer, tuple), answer
+    opened_at_start, child_ids = answer
+    assert opened_at_start == 0, "the parent's connections are not the child's to count"
+    assert not set(child_ids) & parent_ids, "the child opened its own connections"
+    # The child never touched the parent's sockets: they still work, same connections.
+    ids_now = set()
+    for db in (1, 2):
+        with router.tenant(f"t{db}"):
+            ids_now.add(router.redis.client_id())
+    assert ids_now == parent_ids
+    assert direct(server, 3).get("from") == "child"
+    router.close()
+
+
+def test_live_client_clock_spares_the_recently_used(server: RedisServer) -> None:
+    # Second chance: the clock skips (and clears) pools used since its hand last passed.
+    router = Router(default_url=server.url, max_live_clients=3)
+    for name in "abcde":
+        router.register(name, url=db_url(server, 1 + "abcde".index(name)))
+
+    def use(name: str) -> int:
+        with router.tenant(name):
+            return int(router.redis.client_id())
+
+    for name in "abc":
+        use(name)
+    use("d")  # evicts a (every bit set: the hand clears them all, then takes a)
+    c_before = use("c")  # c used again; b not
+    use("e")  # the hand stands at c: used, so spared; b is taken instead
+    assert use("c") == c_before, "the recently used pool was kept"
+    assert router._backends.evictions == 2
     router.close()

@@ -16,6 +16,7 @@ from ._errors import NoActiveTenantError as NoActiveTenantError
 from ._errors import NoEventLoopError as NoEventLoopError
 from ._errors import NoHealthyEndpointError as NoHealthyEndpointError
 from ._errors import PopotoException as PopotoException
+from ._errors import StaleClientError as StaleClientError
 from ._errors import TenantConfigError as TenantConfigError
 from ._errors import UnknownTenantError as UnknownTenantError
 from ._failover import EndpointStatus as EndpointStatus
@@ -60,6 +61,7 @@ __all__ = [
     "PopotoException",
     "Router",
     "RouterStats",
+    "StaleClientError",
     "TenantConfigError",
     "TenantContext",
     "TenantSettings",

@@ -81,6 +81,11 @@ class ConnectionBudget:
         """Connections holding a slot now."""
         return len(self._holders)
 
+    @property
+    def waiting(self) -> int:
+        """Callers waiting for a slot now (sync and async)."""
+        return self._sleepers + sum(not future.done() for _, future in list(self._waiters))
+
     # -- taking and giving back slots --------------------------------------------------------
 
     def release(self, conn: Any) -> None:
@@ -137,9 +142,11 @@ class ConnectionBudget:
                     return
                 self._sleepers += 1
                 try:
-                    self._cond.wait(self._left(deadline))
+                    woken = self._cond.wait(self._left(deadline))
                 finally:
                     self._sleepers -= 1
+            if not woken:  # the whole wait passed without a slot or an idle connection
+                raise self._exhausted()
 
     async def aacquire(self, conn: Any) -> None:
         """Take a slot for ``conn`` (async): the same rules, waiting without blocking."""
@@ -161,20 +168,25 @@ class ConnectionBudget:
                 if self._take(conn):
                     return
                 self._waiters.append((loop, future))
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(future, self._left(deadline))
+            except TimeoutError:
+                raise self._exhausted() from None
 
     def _left(self, deadline: float) -> float:
         """Seconds left of a wait; the typed error once none are."""
         left = deadline - self.clock()
         if left <= 0:
-            raise ConnectionBudgetExceededError(
-                f"connection budget exhausted: all {self.limit} connections of this router are "
-                f"busy and none freed up within {self.wait_timeout:g}s; raise "
-                "Router(max_connections=...), lower concurrency, or shorten long commands",
-                key=("budget", id(self)),
-            )
+            raise self._exhausted()
         return left
+
+    def _exhausted(self) -> ConnectionBudgetExceededError:
+        return ConnectionBudgetExceededError(
+            f"connection budget exhausted: all {self.limit} connections of this router are "
+            f"busy and none freed up within {self.wait_timeout:g}s; raise "
+            "Router(max_connections=...), lower concurrency, or shorten long commands",
+            key=("budget", id(self)),
+        )
 
     # -- idle connections ------------------------------------------------------------------
 

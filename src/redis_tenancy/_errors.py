@@ -98,8 +98,8 @@ class Throttle:
                 self._seen[key] = _Seen(state, now)
                 return message
             seen.last = now
-            seen.suppressed += 1
             if now - seen.reported < self.interval:
+                seen.suppressed += 1
                 return None
             count, seen.suppressed, seen.reported = seen.suppressed, 0, now
         return f"{count} similar errors suppressed since the last report; the latest: {message}"
