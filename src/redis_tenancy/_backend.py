@@ -97,6 +97,7 @@ class Backend:
         "_sync",
         "budget",
         "key",
+        "pool",
         "settings",
         "users",
     )
@@ -115,6 +116,9 @@ class Backend:
         self.settings = settings
         self.users = 0
         self._sync: _Side | None = None
+        #: The shared sync pool once built (``None`` after an eviction): the pool views
+        #: read it on every command, so it is a plain attribute.
+        self.pool: Any = None
         self._lock = threading.RLock()
         self._async: LoopMap[_Side] = LoopMap(self._lock, _close_async)
         self._plan: EndpointPlan | None = None
@@ -186,11 +190,12 @@ class Backend:
             if side is not None:
                 return side.client, False
             settings = self.settings
-            state = PoolState(self._announce)
+            state = PoolState(self._announce, self.budget)
             client = build_sync(
                 settings.redis_kwargs, settings.topology, self.plan, state, self.budget
             )
-            self._sync = _Side(client, state)
+            self._sync = side = _Side(client, state)
+            self.pool = side.pool
         if self._notify is not None:  # outside our lock: eviction takes other backends'
             self._notify(self, None)
         return client, True
@@ -201,6 +206,14 @@ class Backend:
         if side is not None:
             return side.pool
         return pool_of(self.sync_template()[0])
+
+    def tracked(self) -> bool:
+        """Are this backend's connections the router's own (not a caller's pool or
+        connection class)? Only those can be labelled with a tenant's lease."""
+        settings = self.settings
+        if settings.topology.kind == "cluster" or "connection_pool" in settings.redis_kwargs:
+            return False
+        return "connection_class" not in settings.redis_kwargs
 
     def async_template(self, loop: asyncio.AbstractEventLoop) -> tuple[Any, bool]:
         """The async template client for ``loop`` (the running one) and whether this
@@ -213,7 +226,7 @@ class Backend:
             if side is not None:
                 return side.client, False
             settings = self.settings
-            state = PoolState(self._announce)
+            state = PoolState(self._announce, self.budget)
             client = build_async(
                 settings.async_kwargs, settings.async_topology, self.async_plan, state, self.budget
             )
@@ -257,6 +270,7 @@ class Backend:
         """Retire the sync pool (eviction or retirement); the next use rebuilds it."""
         with self._lock:
             side, self._sync = self._sync, None
+            self.pool = None
         if side is not None:
             retire_sync(side.client, side.state)
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -80,13 +79,19 @@ class PoolState:
         announce: tells the router about a tenant's failover event.
     """
 
-    __slots__ = ("__weakref__", "announce", "members", "pool", "retired", "touched")
+    __slots__ = ("__weakref__", "announce", "budget", "members", "pool", "retired", "touched")
 
-    def __init__(self, announce: Callable[[FailoverEvent], None] | None = None) -> None:
+    def __init__(
+        self,
+        announce: Callable[[FailoverEvent], None] | None = None,
+        budget: ConnectionBudget | None = None,
+    ) -> None:
         self.pool: Callable[[], Any] = _nothing
         self.retired = False
         self.touched = False
         self.announce = announce
+        #: The router's connection budget, told when a connection comes back idle.
+        self.budget = budget
         #: Every connection the pool made (for statistics: open and idle sockets).
         self.members: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -124,11 +129,6 @@ class _Tracked:
         #: ``get_connection``); the tenant's pool view reports it as the tenant's event.
         self.switch: Switch | None = None
         self.loop: asyncio.AbstractEventLoop | None = None  # async: the socket's loop
-
-    def checked_in(self) -> None:
-        """The caller gave the connection back (the tenant's pool view calls this)."""
-        self.busy = False
-        self.holder = None
 
     def register_connect_callback(self, callback: Any) -> None:
         # redis-py's PubSub registers itself on the connection it holds: that is how a
@@ -298,11 +298,6 @@ class _Managed(_Tracked):
         }
 
     # -- checkout and checkin --------------------------------------------------------------
-
-    def checked_in(self) -> None:
-        super().checked_in()
-        if self.budget is not None:
-            self.last_used = time.monotonic()
 
     def is_idle(self) -> bool:
         """Open and not checked out: the budget may close it."""

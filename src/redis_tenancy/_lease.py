@@ -28,6 +28,7 @@ the lease moves to the tenant's new backend, and everything made before carries 
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
     from ._backend import Backend
 
-__all__ = ["AsyncTenantPool", "Lease", "TenantPool"]
+__all__ = ["AsyncPlainTenantPool", "AsyncTenantPool", "Lease", "PlainTenantPool", "TenantPool"]
 
 
 class Lease:
@@ -115,120 +116,156 @@ class Lease:
             lease = found
         return lease
 
-    def checked_out(self, connection: Any) -> Any:
-        """Label a connection the pool handed out; report a switch it made meanwhile."""
-        if getattr(connection, "pool_state", None) is None:
-            return connection  # the caller's own connection class: nothing to label
-        connection.holder = self
-        switch = connection.switch
+    def report(self, connection: Any) -> None:
+        """Report a switch the connection made inside the pool, as this tenant's event."""
+        switch, connection.switch = connection.switch, None
         if switch is not None:
-            connection.switch = None
             connection.pool_state.report(switch, self.name)
-        return connection
-
-    def exhausted(self, down: EndpointsDown) -> Exception:
-        return down.plan.exhausted(self.name)
 
 
-class TenantPool:
-    """A tenant's view of its backend's sync pool: the pool API, refusing once stale.
+def _idle_again(connection: Any) -> None:
+    """A connection came back: the budget's LRU learns when, a waiter may take it."""
+    budget = connection.pool_state.budget
+    if budget is not None:
+        connection.last_used = time.monotonic()
+        budget.idle_now()
 
-    Only ``get_connection`` and ``release`` add anything; every other attribute is the
-    shared pool's, looked up at each use (the backend may rebuild its pool after an
-    eviction).
-    """
+
+class _View:
+    """What the sync and async pool views share: the lease they follow."""
 
     __slots__ = ("lease",)
+    lease: Lease
 
     def __init__(self, lease: Lease) -> None:
         object.__setattr__(self, "lease", lease)
 
     def __repr__(self) -> str:
-        return f"<TenantPool {self.lease!r} of {self.lease.backend!r}>"
+        return f"<{type(self).__name__} {self.lease!r} of {self.lease.backend!r}>"
+
+    def _lease(self) -> Lease:
+        lease = self.lease
+        if lease.retired:
+            lease = lease.follow()
+            object.__setattr__(self, "lease", lease)
+        return lease
+
+
+class TenantPool(_View):
+    """A tenant's view of its backend's sync pool: the pool API, following the tenant.
+
+    ``get_connection`` and ``release`` label the connections the router made with the
+    tenant's lease; every other attribute is the shared pool's, looked up at each use
+    (the backend rebuilds its pool after an eviction, and the lease may move).
+    """
+
+    __slots__ = ()
 
     def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         lease = self.lease
         if lease.retired:
-            lease = lease.follow()
-            object.__setattr__(self, "lease", lease)
+            lease = self._lease()
+        backend = lease.backend
+        pool = backend.pool
+        if pool is None:
+            pool = backend.sync_pool()
         try:
-            connection = lease.backend.sync_pool().get_connection()
+            connection = pool.get_connection()
         except EndpointsDown as down:
-            raise lease.exhausted(down) from None
-        return lease.checked_out(connection)
+            raise down.plan.exhausted(lease.name) from None
+        connection.holder = lease
+        if connection.switch is not None:
+            lease.report(connection)
+        return connection
 
     def release(self, connection: Any) -> None:
-        state = getattr(connection, "pool_state", None)
-        if state is None:  # the caller's own pool and connection class
-            self.lease.backend.sync_pool().release(connection)
-            return
-        connection.checked_in()
+        connection.busy = False
+        connection.holder = None
+        state = connection.pool_state
         pool = state.pool()
-        if pool is None or state.retired:  # nobody routes to its pool any more
+        if state.retired or pool is None:  # nobody routes to its pool any more
             connection.disconnect()
         if pool is not None:
             pool.release(connection)
-        budget = self.lease.backend.budget
-        if budget is not None:
-            budget.idle_now()
+        _idle_again(connection)
 
     @property
     def connection_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = self.lease.backend.sync_pool().connection_kwargs
+        kwargs: dict[str, Any] = self._lease().backend.sync_pool().connection_kwargs
         return kwargs
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.lease.backend.sync_pool(), name)
+        return getattr(self._lease().backend.sync_pool(), name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self.lease.backend.sync_pool(), name, value)
+        setattr(self._lease().backend.sync_pool(), name, value)
 
 
-class AsyncTenantPool:
+class PlainTenantPool(TenantPool):
+    """A :class:`TenantPool` over a caller's own pool or connection class: it follows or
+    refuses like any view, but cannot label connections it did not make."""
+
+    __slots__ = ()
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        return self._lease().backend.sync_pool().get_connection()
+
+    def release(self, connection: Any) -> None:
+        self._lease().backend.sync_pool().release(connection)
+
+
+class AsyncTenantPool(_View):
     """The ``redis.asyncio`` twin of :class:`TenantPool`, for one event loop."""
 
-    __slots__ = ("lease", "loop")
+    __slots__ = ("loop",)
 
     def __init__(self, lease: Lease, loop: asyncio.AbstractEventLoop) -> None:
-        object.__setattr__(self, "lease", lease)
+        super().__init__(lease)
         object.__setattr__(self, "loop", loop)
-
-    def __repr__(self) -> str:
-        return f"<AsyncTenantPool {self.lease!r} of {self.lease.backend!r}>"
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         lease = self.lease
         if lease.retired:
-            lease = lease.follow()
-            object.__setattr__(self, "lease", lease)
+            lease = self._lease()
         try:
             connection = await lease.backend.async_pool(self.loop).get_connection()
         except EndpointsDown as down:
-            raise lease.exhausted(down) from None
-        return lease.checked_out(connection)
+            raise down.plan.exhausted(lease.name) from None
+        connection.holder = lease
+        if connection.switch is not None:
+            lease.report(connection)
+        return connection
 
     async def release(self, connection: Any) -> None:
-        state = getattr(connection, "pool_state", None)
-        if state is None:
-            await self.lease.backend.async_pool(self.loop).release(connection)
-            return
-        connection.checked_in()
+        connection.busy = False
+        connection.holder = None
+        state = connection.pool_state
         pool = state.pool()
-        if pool is None or state.retired:
+        if state.retired or pool is None:
             await connection.disconnect()
         if pool is not None:
             await pool.release(connection)
-        budget = self.lease.backend.budget
-        if budget is not None:
-            budget.idle_now()
+        _idle_again(connection)
 
     @property
     def connection_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = self.lease.backend.async_pool(self.loop).connection_kwargs
+        kwargs: dict[str, Any] = self._lease().backend.async_pool(self.loop).connection_kwargs
         return kwargs
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.lease.backend.async_pool(self.loop), name)
+        return getattr(self._lease().backend.async_pool(self.loop), name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self.lease.backend.async_pool(self.loop), name, value)
+        setattr(self._lease().backend.async_pool(self.loop), name, value)
+
+
+class AsyncPlainTenantPool(AsyncTenantPool):
+    """The ``redis.asyncio`` twin of :class:`PlainTenantPool`."""
+
+    __slots__ = ()
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._lease().backend.async_pool(self.loop).get_connection()
+
+    async def release(self, connection: Any) -> None:
+        await self._lease().backend.async_pool(self.loop).release(connection)

@@ -33,7 +33,7 @@ from ._errors import (
     Unresolved,
 )
 from ._failover import EndpointPlan, TenantStatus
-from ._lease import AsyncTenantPool, Lease, TenantPool
+from ._lease import AsyncPlainTenantPool, AsyncTenantPool, Lease, PlainTenantPool, TenantPool
 from ._loops import LoopMap
 from ._settings import TenantSettings
 
@@ -157,7 +157,8 @@ class Tenant:
                     continue
                 client = self.client
                 if type(client) is Pending:
-                    client = self.client = _tenant_client(template, TenantPool(lease))
+                    view = TenantPool if lease.backend.tracked() else PlainTenantPool
+                    client = self.client = _tenant_client(template, view(lease))
                 return client  # type: ignore[return-value]
 
     # -- failover plans ---------------------------------------------------------------
@@ -224,7 +225,8 @@ class Tenant:
                     continue
                 entry = self._loops.get(loop)
                 if entry is None:
-                    entry = LoopClient(loop, _tenant_client(template, AsyncTenantPool(lease, loop)))
+                    aview = AsyncTenantPool if lease.backend.tracked() else AsyncPlainTenantPool
+                    entry = LoopClient(loop, _tenant_client(template, aview(lease, loop)))
                     self._loops.add(loop, entry)
                 break
         if hasattr(loop, "_thread_id"):  # the fast path trusts only loops it can check
