@@ -7,6 +7,7 @@ import gc
 import threading
 
 import redis.asyncio
+import uvloop
 
 from redis_tenancy.redis_db import (
     POPOTO_ASYNC_REDIS_DB,
@@ -89,7 +90,8 @@ def test_clients_of_closed_loops_are_released(servers: Servers) -> None:
         asyncio.run(once())
     gc.collect()
     assert acme.loop_count() == 0
-    assert acme.athreads == {}
+    assert acme.loops_by_thread == {}
+    assert acme.last_loop.client is None
     assert _live_async_clients() <= baseline_clients
     # Allow a small constant slack for interpreter-level caches, not per-run growth.
     assert len(gc.get_objects()) - baseline_objects < 500
@@ -156,3 +158,44 @@ async def test_sync_replacement_retires_async_client_of_running_loop(servers: Se
         await POPOTO_ASYNC_REDIS_DB.set("gen", 2)
     with direct(servers.a) as a, direct(servers.b) as b:
         assert (a.get("gen"), b.get("gen")) == ("1", "2")
+
+
+def test_uvloop_loops_in_several_threads_each_get_their_own_client(servers: Servers) -> None:
+    # uvloop's loops do not say which thread runs them: the fast path must still never
+    # hand one loop's client to another loop, nor one tenant's to another tenant.
+    set_REDIS_DB_settings("acme", url=servers.b.url)
+    set_REDIS_DB_settings("globex", url=servers.c.url)
+    seen: dict[str, list[tuple[object, object]]] = {"acme": [], "globex": []}
+    barrier = threading.Barrier(4)
+
+    async def work(name: str, n: int, run: int) -> None:
+        loop = asyncio.get_running_loop()
+        async with tenant(name):
+            for i in range(50):
+                client = await get_async_redis_db()
+                assert POPOTO_ASYNC_REDIS_DB.connection_pool is client.connection_pool
+                await POPOTO_ASYNC_REDIS_DB.set(f"{name}:{n}:{run}:{i}", name)
+                seen[name].append((loop, client))
+                if i == 0:
+                    await asyncio.to_thread(barrier.wait, 10)
+
+    def thread(name: str, n: int) -> None:
+        for run in range(2):  # a second loop in the same thread, after the first stopped
+            uvloop.run(work(name, n, run))
+
+    threads = [
+        threading.Thread(target=thread, args=(name, n))
+        for n, name in enumerate(["acme", "globex", "acme", "globex"])
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for name, server in (("acme", servers.b), ("globex", servers.c)):
+        assert direct(server).dbsize() == 2 * 2 * 50
+        assert set(direct(server).mget(direct(server).keys())) == {name}
+    clients_by_loop: dict[object, set[int]] = {}
+    for name in seen:
+        for loop, client in seen[name]:
+            clients_by_loop.setdefault((name, loop), set()).add(id(client))
+    assert all(len(ids) == 1 for ids in clients_by_loop.values())

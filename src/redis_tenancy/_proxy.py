@@ -27,10 +27,10 @@ import redis
 import redis.asyncio
 
 from ._errors import Unresolved, resolved
-from ._tenant import StrictSlot, Tenant
+from ._tenant import NO_LOOP, StrictSlot, Tenant
 
 if TYPE_CHECKING:
-    import asyncio
+    pass
 
 __all__ = ["ProxyHost", "make_async_proxy", "make_sync_proxy"]
 
@@ -154,10 +154,12 @@ def make_async_proxy(host: ProxyHost) -> redis.asyncio.Redis:
     """Build the ``redis.asyncio.Redis``-typed proxy over ``host``'s active tenant.
 
     The running loop is found without ``asyncio.get_running_loop()`` on the hot path
-    (it costs a ``getpid()`` system call on 3.11): each tenant remembers, per thread,
-    the loop it last served there, and the entry is trusted only while that loop is
-    running in this thread (``loop._thread_id``). A thread runs at most one loop at a
-    time, so that check is exact; anything else takes the slow path.
+    (it costs a ``getpid()`` system call on 3.11): each tenant remembers the loop it
+    served last, and per thread the loop it last served there. An asyncio loop is
+    trusted only while it runs in this very thread (``loop._thread_id``); a thread runs
+    at most one loop at a time, so that check is exact. Loops that do not say which
+    thread runs them (uvloop) are trusted while they run and were last resolved in
+    this thread; anything else takes the slow path, which looks the loop up.
     """
     get = host.var.get
 
@@ -170,17 +172,18 @@ def make_async_proxy(host: ProxyHost) -> redis.asyncio.Redis:
         _get: Any = get,
         _ident: Any = threading.get_ident,
         _getattr: Any = getattr,
+        _none: Any = NO_LOOP,
     ) -> Any:
-        ident = _ident()
         slot = _get()
-        try:
-            entry = slot.athreads[ident]
-        except KeyError:
-            pass
-        else:
-            loop: asyncio.AbstractEventLoop = entry.loop
-            if loop._thread_id == ident:  # type: ignore[attr-defined]
+        entry = slot.last_loop
+        ident = _ident()
+        if entry.thread != ident:
+            entry = slot.loops_by_thread.get(ident, _none)
+        if entry.exact:
+            if entry.loop._thread_id == ident:
                 return _getattr(entry.client, name)
+        elif entry.thread == ident and entry.loop.is_running():
+            return _getattr(entry.client, name)
         return _slow_attr(self, name, slot.async_client)
 
     return cast(

@@ -37,7 +37,7 @@ from ._lease import AsyncPlainTenantPool, AsyncTenantPool, Lease, PlainTenantPoo
 from ._loops import LoopMap
 from ._settings import TenantSettings
 
-__all__ = ["LoopClient", "Pending", "StrictSlot", "Tenant"]
+__all__ = ["NO_LOOP", "LoopClient", "Pending", "StrictSlot", "Tenant"]
 
 
 def _close_nothing(*args: Any, **kwargs: Any) -> None:
@@ -69,13 +69,37 @@ class Pending:
 
 
 class LoopClient:
-    """A tenant's async client on one event loop (the async proxy's fast path)."""
+    """A tenant's async client on one event loop, as the async proxy's fast path reads it.
 
-    __slots__ = ("client", "loop")
+    Attributes:
+        loop: the event loop the client belongs to.
+        client: the tenant's ``redis.asyncio.Redis`` on that loop.
+        thread: the thread that last found this loop running in it.
+        exact: the loop says which thread runs it (asyncio's ``_thread_id``), so the
+            fast path can check it exactly; other loops (uvloop) are trusted while they
+            run and were last seen in this thread.
+    """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, client: redis.asyncio.Redis) -> None:
+    __slots__ = ("client", "exact", "loop", "thread")
+
+    def __init__(self, loop: Any, client: Any, thread: int = 0) -> None:
         self.loop = loop
         self.client = client
+        self.thread = thread
+        self.exact = hasattr(loop, "_thread_id")
+
+
+class _NoLoop:
+    """Stands in for a loop in :data:`NO_LOOP`: it runs in no thread."""
+
+    _thread_id = None
+
+    def is_running(self) -> bool:
+        return False
+
+
+#: What the fast path finds before any loop was seen: always "take the slow path".
+NO_LOOP = LoopClient(_NoLoop(), None, thread=-1)
 
 
 class Tenant:
@@ -83,9 +107,10 @@ class Tenant:
 
     Attributes read on the hot path:
         client: the sync ``redis.Redis`` (built on first access).
-        athreads: thread id -> :class:`LoopClient` of the loop last seen running in
-            that thread; replaced wholesale (never mutated in place) when the tenant's
-            settings change.
+        last_loop: the :class:`LoopClient` the async side resolved last (any thread).
+        loops_by_thread: thread id -> :class:`LoopClient` of the loop last seen running
+            in that thread; replaced wholesale (never mutated in place) when the
+            tenant's settings change.
     """
 
     __slots__ = (
@@ -95,8 +120,9 @@ class Tenant:
         "_lease",
         "_lock",
         "_loops",
-        "athreads",
         "client",
+        "last_loop",
+        "loops_by_thread",
         "name",
         "removed",
         "settings",
@@ -114,7 +140,8 @@ class Tenant:
         self.name = settings.name
         self.settings = settings
         self.removed = False
-        self.athreads: dict[int, LoopClient] = {}
+        self.last_loop = NO_LOOP
+        self.loops_by_thread: dict[int, LoopClient] = {}
         self._lock = threading.Lock()
         self._loops: LoopMap[LoopClient] = LoopMap(self._lock, self._forget)
         self._backends = backends
@@ -229,14 +256,18 @@ class Tenant:
                     entry = LoopClient(loop, _tenant_client(template, aview(lease, loop)))
                     self._loops.add(loop, entry)
                 break
-        if hasattr(loop, "_thread_id"):  # the fast path trusts only loops it can check
-            self.athreads[ident] = entry
-        return entry.client
+        entry.thread = ident
+        self.loops_by_thread[ident] = entry
+        self.last_loop = entry
+        client: redis.asyncio.Redis = entry.client
+        return client
 
     async def _forget(self, entry: LoopClient) -> None:
         # Its loop shut down: drop it from the fast path too (a fresh dict, as always).
         with self._lock:
-            self.athreads = {k: v for k, v in self.athreads.items() if v is not entry}
+            self.loops_by_thread = {k: v for k, v in self.loops_by_thread.items() if v is not entry}
+            if self.last_loop is entry:
+                self.last_loop = NO_LOOP
 
     def loop_count(self) -> int:
         """How many event loops currently hold clients of this tenant."""
@@ -277,7 +308,8 @@ class Tenant:
             lease, self._lease = self._lease, None
             self.client = Pending(self)
             self._loops = LoopMap(self._lock, self._forget)
-            self.athreads = {}
+            self.loops_by_thread = {}
+            self.last_loop = NO_LOOP
         if lease is not None:
             lease.retire(successor)
             self._backends.release(lease.backend)
@@ -308,7 +340,8 @@ class StrictSlot:
 
     __slots__ = ("client",)
     name = None
-    athreads: dict[int, LoopClient] = {}  # noqa: RUF012 - shared and always empty
+    last_loop = NO_LOOP
+    loops_by_thread: dict[int, LoopClient] = {}  # noqa: RUF012 - shared and always empty
 
     def __init__(self) -> None:
         self.client = Pending(self)
