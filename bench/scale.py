@@ -40,7 +40,7 @@ import redis
 from _common import Check, arg_parser, header, paired_sync, summary, table
 
 from redis_tenancy import Router
-from redis_tenancy._clients import build_sync
+from redis_tenancy._clients import build
 from redis_tenancy._connection import PoolState
 from redis_tenancy._embedded import RedisServer
 from redis_tenancy._failover import EndpointPlan
@@ -211,7 +211,8 @@ def bench_first_get(cfg: Config, server: RedisServer, checks: list[Check]) -> No
         kwargs: dict[str, Any] = {"host": server.host, "port": server.port, "db": 2}
         if label == "managed":
             plan = EndpointPlan([(None, "server")])
-            client = build_sync(kwargs, STANDALONE, functools.partial(_same, plan), PoolState())
+            client = build(kwargs, STANDALONE, functools.partial(_same, plan), PoolState())
+            client.auto_close_connection_pool = True
         else:
             client = redis.Redis(**kwargs)
         start = time.perf_counter()

@@ -16,7 +16,7 @@ import redis.asyncio
 from redis.maint_notifications import MaintNotificationsConfig
 
 from redis_tenancy import _handshake
-from redis_tenancy._clients import build_async, build_sync
+from redis_tenancy._clients import build
 from redis_tenancy._connection import AsyncManagedConnection, ManagedConnection, PoolState
 from redis_tenancy._embedded import RedisServer
 from redis_tenancy._failover import EndpointPlan
@@ -48,7 +48,8 @@ class AsyncCounting(AsyncManagedConnection):
 def managed(kwargs: dict[str, Any], connection_class: type | None = None) -> Any:
     """A client whose pool opens managed connections, as the router builds them."""
     plan = EndpointPlan([(None, "shown")])
-    client = build_sync(kwargs, STANDALONE, lambda: plan, PoolState())
+    client = build(kwargs, STANDALONE, lambda: plan, PoolState())
+    client.auto_close_connection_pool = True  # this test owns it: close its pool with it
     if connection_class is not None:
         client.connection_pool.connection_class = connection_class
     return client
@@ -56,7 +57,8 @@ def managed(kwargs: dict[str, Any], connection_class: type | None = None) -> Any
 
 def amanaged(kwargs: dict[str, Any], connection_class: type | None = None) -> Any:
     plan = EndpointPlan([(None, "shown")])
-    client = build_async(kwargs, STANDALONE, lambda: plan, PoolState())
+    client = build(kwargs, STANDALONE, lambda: plan, PoolState(), asynchronous=True)
+    client.auto_close_connection_pool = True
     if connection_class is not None:
         client.connection_pool.connection_class = connection_class
     return client

@@ -9,10 +9,14 @@ cut, and S3 sees no new connection from any of them.
 from __future__ import annotations
 
 import asyncio
+import gc
+import threading
 from typing import Any
 
 import pytest
 import redis
+import redis.backoff
+import redis.retry
 
 from redis_tenancy import StaleClientError
 from redis_tenancy.redis_db import (
@@ -26,7 +30,7 @@ from redis_tenancy.redis_db import (
     tenant,
 )
 
-from .conftest import Servers, direct
+from .conftest import Servers, direct, wait_until
 
 
 def connections_received(server: Any) -> int:
@@ -221,3 +225,30 @@ def test_sync_replacement_closes_the_old_pool_now(servers: Servers) -> None:
         others = [c for c in check.client_list() if c["id"] != me]
         assert others == [], "the old pool's idle connection closed at the replace"
     assert isinstance(old, redis.Redis)
+
+
+def test_a_command_running_through_a_replace_finishes_even_after_garbage_collection(
+    servers: Servers,
+) -> None:
+    # The old pool's client is dropped by the replace; collecting it must not disconnect
+    # the connection a blocking pop is still using (redis-py closes a client's pool on
+    # garbage collection when it owns it).
+    no_retry = redis.retry.Retry(redis.backoff.NoBackoff(), 0)  # a cut would surface
+    set_REDIS_DB_settings("busy", url=servers.b.url, retry=no_retry)
+    got: list[object] = []
+
+    def pop() -> None:
+        with tenant("busy"):
+            got.append(POPOTO_REDIS_DB.blpop(["q"], timeout=10))
+
+    worker = threading.Thread(target=pop)
+    worker.start()
+    wait_until(
+        lambda: int(direct(servers.b).info("clients")["blocked_clients"]) == 1,
+        what="the pop to block",
+    )
+    set_REDIS_DB_settings("busy", url=servers.c.url, retry=no_retry)
+    gc.collect()
+    direct(servers.b).rpush("q", "job")
+    worker.join(20)
+    assert got == [(b"q", b"job")]

@@ -24,7 +24,7 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from ._budget import ConnectionBudget
-from ._clients import build_async, build_sync, pool_of, retire_async, retire_sync
+from ._clients import build, close_async, pool_of, retire_async, retire_sync
 from ._connection import PoolState
 from ._errors import NoEventLoopError
 from ._failover import EndpointPlan, FailoverEvent
@@ -185,20 +185,7 @@ class Backend:
         side = self._sync
         if side is not None:
             return side.client, False
-        with self._lock:
-            side = self._sync
-            if side is not None:
-                return side.client, False
-            settings = self.settings
-            state = PoolState(self._announce, self.budget)
-            client = build_sync(
-                settings.redis_kwargs, settings.topology, self.plan, state, self.budget
-            )
-            self._sync = side = _Side(client, state)
-            self.pool = side.pool
-        if self._notify is not None:  # outside our lock: eviction takes other backends'
-            self._notify(self, None)
-        return client, True
+        return self._build(None)
 
     def sync_pool(self) -> Any:
         """The shared sync pool, (re)built on demand."""
@@ -221,19 +208,7 @@ class Backend:
         side = self._async.get(loop)
         if side is not None:
             return side.client, False
-        with self._lock:
-            side = self._async.get(loop)
-            if side is not None:
-                return side.client, False
-            settings = self.settings
-            state = PoolState(self._announce, self.budget)
-            client = build_async(
-                settings.async_kwargs, settings.async_topology, self.async_plan, state, self.budget
-            )
-            self._async.add(loop, _Side(client, state))
-        if self._notify is not None:
-            self._notify(self, loop)
-        return client, True
+        return self._build(loop)
 
     def async_pool(self, loop: asyncio.AbstractEventLoop) -> Any:
         """The shared async pool of ``loop``, (re)built on demand from that loop only."""
@@ -245,6 +220,39 @@ class Backend:
                 "an async client's pool can only be rebuilt from inside its own event loop"
             )
         return pool_of(self.async_template(loop)[0])
+
+    def _build(self, loop: asyncio.AbstractEventLoop | None) -> tuple[Any, bool]:
+        """Build the sync template (``loop`` None) or ``loop``'s, unless another thread
+        did meanwhile; then tell the live-client clock (outside our lock: eviction takes
+        other backends' locks)."""
+        with self._lock:
+            side = self._sync if loop is None else self._async.get(loop)
+            if side is not None:
+                return side.client, False
+            settings = self.settings
+            state = PoolState(self._announce, self.budget)
+            if loop is None:
+                client = build(
+                    settings.redis_kwargs, settings.topology, self.plan, state, self.budget
+                )
+            else:
+                client = build(
+                    settings.async_kwargs,
+                    settings.async_topology,
+                    self.async_plan,
+                    state,
+                    self.budget,
+                    asynchronous=True,
+                )
+            side = _Side(client, state)
+            if loop is None:
+                self._sync = side
+                self.pool = side.pool
+            else:
+                self._async.add(loop, side)
+        if self._notify is not None:
+            self._notify(self, loop)
+        return side.client, True
 
     def sync_built(self) -> Any:
         """The sync template if built (for statistics and ``Router.close``), else None."""
@@ -292,7 +300,7 @@ class Backend:
 
 async def _close_async(side: _Side) -> None:
     side.state.retired = True
-    await side.client.aclose()
+    await close_async(side.client)
 
 
 class Backends:

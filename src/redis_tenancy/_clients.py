@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -38,19 +39,14 @@ import redis.sentinel
 from redis.driver_info import resolve_driver_info
 
 from ._budget import ConnectionBudget
-from ._connection import (
-    AsyncTrackedSentinelConnection,
-    PoolState,
-    TrackedSentinelConnection,
-    tracked_class,
-)
+from ._connection import PoolState, tracked_class
 from ._failover import EndpointPlan
 from ._loops import on_loop, spawn
 from ._settings import Topology
 
 __all__ = [
-    "build_async",
-    "build_sync",
+    "build",
+    "close_async",
     "is_cluster",
     "pool_of",
     "retire_async",
@@ -59,65 +55,96 @@ __all__ = [
 ]
 
 
-def build_sync(
+class _AsyncSentinelMaster(redis.asyncio.Redis):
+    """``master_for``'s client, closing its private ``Sentinel``'s connections with its pool.
+
+    redis-py's ``aclose`` closes only the master pool; the connections the pool opened
+    to the sentinels (to look the master up) would stay open until garbage collection,
+    which for asyncio means a ``ResourceWarning`` after the loop has gone.
+    """
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        try:
+            await super().aclose(close_connection_pool)
+        finally:
+            if close_connection_pool or (
+                close_connection_pool is None and self.auto_close_connection_pool
+            ):
+                for sentinel in _sentinel_clients(self):
+                    await sentinel.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class _Side:
+    """redis-py's classes for one side (sync or async)."""
+
+    redis: type
+    sentinel: type
+    master: type
+    cluster: type
+    node: type
+
+
+_SYNC = _Side(
+    redis.Redis,
+    redis.sentinel.Sentinel,
+    redis.Redis,
+    redis.cluster.RedisCluster,
+    redis.cluster.ClusterNode,
+)
+_ASYNC = _Side(
+    redis.asyncio.Redis,
+    redis.asyncio.sentinel.Sentinel,
+    _AsyncSentinelMaster,
+    redis.asyncio.cluster.RedisCluster,
+    redis.asyncio.cluster.ClusterNode,
+)
+
+
+def build(
     kwargs: Mapping[str, Any],
     topology: Topology,
     plan: Callable[[], EndpointPlan],
     state: PoolState,
     budget: ConnectionBudget | None = None,
+    *,
+    asynchronous: bool = False,
 ) -> Any:
-    """A template ``redis.Redis`` (or ``RedisCluster``) for these settings. Opens no
-    socket, except ``RedisCluster``, which reads the slot map as it is built."""
+    """A template client for these settings, sync or ``asynchronous``.
+
+    Opens no socket, except a sync ``RedisCluster``, which reads the slot map as it is
+    built.
+    """
+    side = _ASYNC if asynchronous else _SYNC
     kind = topology.kind
     if kind == "sentinel":
-        sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-            list(topology.nodes), sentinel_kwargs=_sentinel_kwargs(kwargs, topology), **kwargs
-        )
-        client = sentinel.master_for(  # type: ignore[no-untyped-call]
-            topology.service,
-            redis_class=redis.Redis,
-            connection_class=TrackedSentinelConnection,
-            pool_state=state,
-        )
-        state.attach(client.connection_pool)
-        return client
+        return _master(side, kwargs, topology, state)
     if kind == "cluster":
-        nodes = [
-            redis.cluster.ClusterNode(h, p)  # type: ignore[no-untyped-call]
-            for h, p in topology.nodes
-        ]
-        return redis.cluster.RedisCluster(startup_nodes=nodes, **kwargs)
-    client = redis.Redis(**_with_driver_info(kwargs))
+        nodes = [side.node(h, p) for h, p in topology.nodes]
+        return side.cluster(startup_nodes=nodes, **kwargs)
+    client = side.redis(**_with_driver_info(kwargs))
+    # Its pool is closed by retire_sync/retire_async, idle connections first and busy
+    # ones as their commands end; redis-py's own close-on-garbage-collection would
+    # disconnect connections other threads are using.
+    client.auto_close_connection_pool = False
     _track(client.connection_pool, kind, kwargs, plan, state, budget)
     return client
 
 
-def build_async(
-    kwargs: Mapping[str, Any],
-    topology: Topology,
-    plan: Callable[[], EndpointPlan],
-    state: PoolState,
-    budget: ConnectionBudget | None = None,
-) -> Any:
-    """The ``redis.asyncio`` twin of :func:`build_sync` (nothing connects here)."""
-    kind = topology.kind
-    if kind == "sentinel":
-        sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-            list(topology.nodes), sentinel_kwargs=_sentinel_kwargs(kwargs, topology), **kwargs
-        )
-        client = sentinel.master_for(
-            topology.service,
-            redis_class=_AsyncSentinelMaster,
-            connection_class=AsyncTrackedSentinelConnection,
-            pool_state=state,
-        )
-        state.attach(client.connection_pool)
-        return client
-    if kind == "cluster":
-        nodes = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in topology.nodes]
-        return redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, **kwargs)
-    client = redis.asyncio.Redis(**_with_driver_info(kwargs))
-    _track(client.connection_pool, kind, kwargs, plan, state, budget)
+def _master(side: _Side, kwargs: Mapping[str, Any], topology: Topology, state: PoolState) -> Any:
+    """``Sentinel(nodes, **kwargs).master_for(service)``, its connections tracked."""
+    sentinel = side.sentinel(
+        list(topology.nodes), sentinel_kwargs=_sentinel_kwargs(kwargs, topology), **kwargs
+    )
+    client = sentinel.master_for(
+        topology.service,
+        redis_class=side.master,
+        connection_class=tracked_class(redis.sentinel.SentinelManagedConnection)
+        if side is _SYNC
+        else tracked_class(redis.asyncio.sentinel.SentinelManagedConnection),
+        pool_state=state,
+    )
+    state.attach(client.connection_pool)
     return client
 
 
@@ -143,25 +170,6 @@ def _track(
     pool.connection_class = cls
     pool.connection_kwargs.update(extra)
     state.attach(pool)
-
-
-class _AsyncSentinelMaster(redis.asyncio.Redis):
-    """``master_for``'s client, closing its private ``Sentinel``'s connections with its pool.
-
-    redis-py's ``aclose`` closes only the master pool; the connections the pool opened
-    to the sentinels (to look the master up) would stay open until garbage collection,
-    which for asyncio means a ``ResourceWarning`` after the loop has gone.
-    """
-
-    async def aclose(self, close_connection_pool: bool | None = None) -> None:
-        try:
-            await super().aclose(close_connection_pool)
-        finally:
-            if close_connection_pool or (
-                close_connection_pool is None and self.auto_close_connection_pool
-            ):
-                for sentinel in _sentinel_clients(self):
-                    await sentinel.aclose()
 
 
 def _sentinel_clients(client: Any) -> list[Any]:
@@ -211,6 +219,14 @@ def tenant_copy(template: Any, pool: Any) -> Any:
     client.connection_pool = pool
     client.auto_close_connection_pool = False
     return client
+
+
+async def close_async(client: Any) -> None:
+    """Close an async template and its pool (its loop is shutting down)."""
+    if is_cluster(client):
+        await client.aclose()
+    else:
+        await client.aclose(close_connection_pool=True)
 
 
 def retire_sync(client: Any, state: PoolState) -> None:

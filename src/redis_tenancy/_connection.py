@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio.connection as aconnection
@@ -271,10 +271,37 @@ def read_timed_out(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
     return explicit is None or explicit is SENTINEL
 
 
+Outcome = tuple[Any, BaseException | None]
+"""What a driver sends back for a step: the I/O's value, or the exception it raised."""
+
+Step = tuple[str, Any]
+"""An I/O step a procedure asks for: the name of the driver's method, and its argument."""
+
+Procedure = Generator[Step, Outcome, Any]
+"""Decisions written once, as a generator of the I/O steps they need (see _Managed)."""
+
+
+def advance(steps: Procedure, outcome: Outcome | None) -> Step | None:
+    """The next step of a procedure (``None`` once it is done); ``outcome`` is that of
+    the previous step, ``None`` to start."""
+    try:
+        return steps.send(outcome)  # type: ignore[arg-type]
+    except StopIteration:
+        return None
+
+
 class _Managed(_Tracked):
-    """What the sync and async managed connections share besides their I/O."""
+    """What the sync and async managed connections share: every decision.
+
+    ``connect_steps``, ``verify_steps`` and ``tail_steps`` are written once, as
+    generators of the I/O steps they need; :class:`ManagedConnection` and
+    :class:`AsyncManagedConnection` each run them with a three-line driver and a method
+    per step that does only that step's I/O.
+    """
 
     route: Route | None
+    probe_class: type
+    probe_retry_class: type
 
     def __init__(
         self, *, plan: EndpointPlan, budget: ConnectionBudget | None = None, **kwargs: Any
@@ -310,20 +337,94 @@ class _Managed(_Tracked):
             route is not None and not self.plan.keep(route)
         )
 
-    # -- decisions -------------------------------------------------------------------------------
+    def reuse(self) -> bool | None:
+        """Checkout (``connect()`` asks): True to use the open socket as it is, False to
+        drop it and reconnect by the plan, None to connect (there is no socket)."""
+        self.busy = True
+        self.pool_state.touched = True
+        if not self.is_connected:  # type: ignore[attr-defined]
+            return None
+        return self.connecting or self.plan.keep(self.route)
+
+    # -- the procedures ------------------------------------------------------------------------
+
+    def connect_steps(self, check_health: bool) -> Procedure:
+        """Open a socket wherever the plan says: each endpoint in turn, judged as it goes.
+
+        Refused and timed-out connects count against their endpoint and the next one is
+        tried; anything else propagates (a claimed probe is released). With no endpoint
+        left: :class:`NoHealthyEndpointError` naming the tenant holding the connection
+        (or, inside the pool's ``get_connection``, the internal :class:`EndpointsDown`
+        its pool view turns into that error).
+        """
+        self.refuse_if_cut()
+        self.route = None  # not counted against any endpoint until connected
+        self.connecting = True
+        try:
+            for route, probe in self.plan.attempts():
+                self.aim_at(route)
+                error = None
+                if self.budget is not None and not self.slot:
+                    _, error = yield "take_slot", None  # may wait; or the budget's error
+                    self.slot = error is None
+                since = route.failed_total  # a failure reported meanwhile outranks us
+                if error is None:
+                    _, error = yield "open", (probe, check_health)
+                if error is not None:
+                    yield "drop", None
+                    if counts_against(error):
+                        self.plan.failed(route, error)
+                        continue
+                    if probe:
+                        self.plan.abandon(route)
+                    raise error
+                self.route = route
+                switch = self.plan.succeeded(route, since)
+                self.report(switch)
+                if switch is not None:  # idle connections to the endpoint we left
+                    yield "close_idle", None
+                return
+            raise self.exhausted()
+        finally:
+            self.connecting = False
+
+    def verify_steps(self, route: Route) -> Procedure:
+        """After a read timeout: check ``route`` with a fresh connect and PING."""
+        probe = self.probe_class(**self.probe_settings(route))
+        probe.retry = self.probe_retry_class(redis.backoff.NoBackoff(), 0)
+        _, error = yield "probe_open", probe
+        connected = error is None
+        if connected:
+            _, error = yield "probe_ping", probe
+        yield "probe_close", probe
+        if error is not None and not counts_against(error):
+            self.plan.verified(route, None, connected=False)  # not the endpoint's fault
+            raise error
+        self.plan.verified(route, error, connected=connected)
+
+    def tail_steps(self, check_health: bool) -> Procedure:
+        """The handshake after AUTH/HELLO, in one write, each reply judged as redis-py
+        would (see _handshake)."""
+        conn: Any = self
+        steps = tail(conn)
+        if not steps:
+            return
+        packed = conn.pack_commands([command for command, _ in steps])
+        _, error = yield "send_tail", (packed, check_health)
+        if error is not None:
+            raise error
+        for _, judge in steps:
+            reply, error = yield "read_tail", None
+            if error is not None and not isinstance(error, ResponseError):
+                raise error
+            judge(reply if error is None else error)
+
+    # -- what the procedures decide ---------------------------------------------------------------
 
     def aim_at(self, route: Route) -> None:
         conn: Any = self
         for name, value in aim(self.home, route).items():
             setattr(conn, name, value)
-
-    def settle(self, route: Route, since: int) -> bool:
-        """The connect to ``route`` succeeded: record it and report any switch. True if
-        the pool's idle connections (to the endpoint left behind) should be closed."""
-        self.route = route
-        switch = self.plan.succeeded(route, since)
-        self.report(switch)
-        return switch is not None
 
     def exhausted(self) -> EndpointsDown | Exception:
         """What to raise when no endpoint took the connection."""
@@ -341,26 +442,76 @@ class _Managed(_Tracked):
         settings["socket_timeout"] = timeout
         return settings
 
+    def suspects(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Route | None:
+        """A read timed out: the route to check, if this caller is the one to check it."""
+        route = self.route
+        if route is not None and read_timed_out(args, kwargs) and self.plan.suspect(route):
+            return route
+        return None
+
     def home_pool(self) -> Any:
         return self.pool_state.pool()
+
+
+def _capture(do: Callable[[Any], Any], arg: Any) -> Outcome:
+    try:
+        return do(arg), None
+    except BaseException as exc:  # the procedure decides what to do with it
+        return None, exc
+
+
+async def _acapture(do: Callable[[Any], Any], arg: Any) -> Outcome:
+    try:
+        return await do(arg), None
+    except BaseException as exc:
+        return None, exc
 
 
 class ManagedConnection(_Managed, connection.Connection):
     """A ``redis.Connection`` that connects wherever its plan says (sync driver)."""
 
     probe_class: type = connection.Connection
+    probe_retry_class: type = redis.retry.Retry
+
+    def run(self, steps: Procedure) -> None:
+        """Drive a procedure of :class:`_Managed`: do each step's I/O, send the outcome."""
+        outcome = None
+        while (step := advance(steps, outcome)) is not None:
+            outcome = _capture(getattr(self, step[0]), step[1])
 
     def connect(self) -> None:
-        self.busy = True
-        self.pool_state.touched = True
         if self.closing:  # the budget is closing it this very moment: wait, then reopen
             with self._closing_lock:
                 pass
-        if self.is_connected:
-            if self.connecting or self.plan.keep(self.route):
-                return
+        reuse = self.reuse()
+        if reuse:
+            return
+        if reuse is False:
             self.disconnect()
         self.connect_check_health()
+
+    def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        # redis-py reconnects through here (send_packed_command), not only connect().
+        if not self.is_connected:
+            self.run(self.connect_steps(check_health))
+
+    def on_connect_check_health(self, check_health: bool = True) -> None:
+        with head_only(self) if trusted() else contextlib.nullcontext():
+            super().on_connect_check_health(check_health)
+        if trusted():
+            self.run(self.tail_steps(check_health))
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        self.refuse_if_cut()
+        try:
+            return super().read_response(*args, **kwargs)
+        except TimeoutError:
+            route = self.suspects(args, kwargs)
+            if route is not None:
+                self.run(self.verify_steps(route))
+            raise
 
     def disconnect(self, *args: Any, **kwargs: Any) -> None:
         super().disconnect(*args, **kwargs)  # type: ignore[no-untyped-call]
@@ -368,92 +519,41 @@ class ManagedConnection(_Managed, connection.Connection):
             self.slot = False
             self.budget.release(self)  # type: ignore[union-attr]
 
-    def connect_check_health(
-        self, check_health: bool = True, retry_socket_connect: bool = True
-    ) -> None:
-        # redis-py reconnects through here (send_packed_command), not only connect().
-        if self.is_connected:
-            return
-        self.refuse_if_cut()
-        self.route = None  # not counted against any endpoint until connected
-        self.connecting = True
-        try:
-            for route, probe in self.plan.attempts():
-                self.aim_at(route)
-                if self.budget is not None and not self.slot:
-                    self.budget.acquire(self)  # may wait; raises ConnectionBudgetExceededError
-                    self.slot = True
-                since = route.failed_total  # a failure reported while we connect outranks us
-                try:
-                    super().connect_check_health(check_health, retry_socket_connect=False)
-                    if probe:
-                        self.send_command("PING", check_health=False)  # type: ignore[no-untyped-call]
-                        connection.Connection.read_response(self)
-                except BaseException as exc:
-                    self.disconnect()
-                    if counts_against(exc):
-                        self.plan.failed(route, exc)
-                        continue
-                    if probe:
-                        self.plan.abandon(route)
-                    raise
-                if self.settle(route, since):
-                    pool = self.home_pool()
-                    if pool is not None:  # idle connections to the endpoint we left
-                        pool.disconnect(inuse_connections=False)
-                return
-            raise self.exhausted()
-        finally:
-            self.connecting = False
+    # -- one method per step: the I/O and nothing else -------------------------------------------
 
-    def on_connect_check_health(self, check_health: bool = True) -> None:
-        conn: Any = self
-        if not trusted():
-            super().on_connect_check_health(check_health)
-            return
-        # One write for everything after AUTH/HELLO: see _handshake for why.
-        with head_only(conn):
-            super().on_connect_check_health(check_health)
-        steps = tail(conn)
-        if steps:
-            packed = conn.pack_commands([command for command, _ in steps])
-            conn.send_packed_command(packed, check_health=check_health)
-            for _, judge in steps:
-                try:
-                    reply = conn.read_response()
-                except ResponseError as exc:
-                    reply = exc
-                judge(reply)
+    def take_slot(self, _: Any) -> None:
+        self.budget.acquire(self)  # type: ignore[union-attr]
 
-    def read_response(self, *args: Any, **kwargs: Any) -> Any:
-        self.refuse_if_cut()
-        try:
-            return super().read_response(*args, **kwargs)
-        except TimeoutError:
-            route = self.route
-            if route is not None and read_timed_out(args, kwargs) and self.plan.suspect(route):
-                self.verify(route)
-            raise
+    def open(self, arg: tuple[bool, bool]) -> None:
+        probe, check_health = arg
+        super().connect_check_health(check_health, retry_socket_connect=False)
+        if probe:
+            self.send_command("PING", check_health=False)  # type: ignore[no-untyped-call]
+            connection.Connection.read_response(self)
 
-    def verify(self, route: Route) -> None:
-        """Check ``route`` with a fresh connection after a read timeout (see _failover)."""
-        probe = self.probe_class(**self.probe_settings(route))
-        probe.retry = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
-        error: BaseException | None = None
-        connected = False
-        try:
-            probe.connect()
-            connected = True
-            probe.send_command("PING", check_health=False)
-            probe.read_response()
-        except (ConnectionError, TimeoutError) as exc:
-            error = exc
-        except BaseException:
-            self.plan.verified(route, None, connected=False)
-            raise
-        finally:
-            probe.disconnect()
-        self.plan.verified(route, error, connected=connected)
+    def drop(self, _: Any) -> None:
+        self.disconnect()
+
+    def close_idle(self, _: Any) -> None:
+        pool = self.home_pool()
+        if pool is not None:
+            pool.disconnect(inuse_connections=False)
+
+    def send_tail(self, arg: tuple[Any, bool]) -> None:
+        self.send_packed_command(arg[0], check_health=arg[1])  # type: ignore[no-untyped-call]
+
+    def read_tail(self, _: Any) -> Any:
+        return connection.Connection.read_response(self)
+
+    def probe_open(self, probe: Any) -> None:
+        probe.connect()
+
+    def probe_ping(self, probe: Any) -> None:
+        probe.send_command("PING", check_health=False)
+        probe.read_response()
+
+    def probe_close(self, probe: Any) -> None:
+        probe.disconnect()
 
     def close_if_idle(self) -> bool:
         """Close the socket if nobody has the connection checked out (from any thread).
@@ -486,18 +586,46 @@ class AsyncManagedConnection(_Managed, aconnection.Connection):
     """The ``redis.asyncio`` twin of :class:`ManagedConnection` (async driver)."""
 
     probe_class: type = aconnection.Connection
+    probe_retry_class: type = redis.asyncio.retry.Retry
     _closed: asyncio.Event | None = None
 
+    async def run(self, steps: Procedure) -> None:
+        """Drive a procedure of :class:`_Managed`, awaiting each step's I/O."""
+        outcome = None
+        while (step := advance(steps, outcome)) is not None:
+            outcome = await _acapture(getattr(self, step[0]), step[1])
+
     async def connect(self) -> None:
-        self.busy = True
-        self.pool_state.touched = True
         if self.closing and self._closed is not None:
             await self._closed.wait()
-        if self.is_connected:
-            if self.connecting or self.plan.keep(self.route):
-                return
+        reuse = self.reuse()
+        if reuse:
+            return
+        if reuse is False:
             await self.disconnect()
         await self.connect_check_health()
+
+    async def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        if not self.is_connected:
+            await self.run(self.connect_steps(check_health))
+
+    async def on_connect_check_health(self, check_health: bool = True) -> None:
+        with head_only(self) if trusted() else contextlib.nullcontext():
+            await super().on_connect_check_health(check_health)
+        if trusted():
+            await self.run(self.tail_steps(check_health))
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        self.refuse_if_cut()
+        try:
+            return await super().read_response(*args, **kwargs)
+        except TimeoutError:
+            route = self.suspects(args, kwargs)
+            if route is not None:
+                await self.run(self.verify_steps(route))
+            raise
 
     async def disconnect(self, *args: Any, **kwargs: Any) -> None:
         try:
@@ -507,90 +635,42 @@ class AsyncManagedConnection(_Managed, aconnection.Connection):
                 self.slot = False
                 self.budget.release(self)  # type: ignore[union-attr]
 
-    async def connect_check_health(
-        self, check_health: bool = True, retry_socket_connect: bool = True
-    ) -> None:
-        if self.is_connected:
-            return
-        self.refuse_if_cut()
-        self.route = None
-        self.connecting = True
-        try:
-            for route, probe in self.plan.attempts():
-                self.aim_at(route)
-                if self.budget is not None and not self.slot:
-                    await self.budget.aacquire(self)
-                    self.slot = True
-                self.loop = asyncio.get_running_loop()
-                since = route.failed_total
-                try:
-                    await super().connect_check_health(check_health, retry_socket_connect=False)
-                    if probe:
-                        await self.send_command("PING", check_health=False)
-                        await aconnection.Connection.read_response(self)
-                except BaseException as exc:
-                    await self.disconnect()
-                    if counts_against(exc):
-                        self.plan.failed(route, exc)
-                        continue
-                    if probe:
-                        self.plan.abandon(route)
-                    raise
-                if self.settle(route, since):
-                    pool = self.home_pool()
-                    if pool is not None:
-                        await pool.disconnect(inuse_connections=False)
-                return
-            raise self.exhausted()
-        finally:
-            self.connecting = False
+    # -- one method per step: the I/O and nothing else -------------------------------------------
 
-    async def on_connect_check_health(self, check_health: bool = True) -> None:
-        conn: Any = self
-        if not trusted():
-            await super().on_connect_check_health(check_health)
-            return
-        with head_only(conn):
-            await super().on_connect_check_health(check_health)
-        steps = tail(conn)
-        if steps:
-            packed = conn.pack_commands([command for command, _ in steps])
-            await conn.send_packed_command(packed, check_health=check_health)
-            for _, judge in steps:
-                try:
-                    reply = await conn.read_response()
-                except ResponseError as exc:
-                    reply = exc
-                judge(reply)
+    async def take_slot(self, _: Any) -> None:
+        await self.budget.aacquire(self)  # type: ignore[union-attr]
 
-    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
-        self.refuse_if_cut()
-        try:
-            return await super().read_response(*args, **kwargs)
-        except TimeoutError:
-            route = self.route
-            if route is not None and read_timed_out(args, kwargs) and self.plan.suspect(route):
-                await self.verify(route)
-            raise
+    async def open(self, arg: tuple[bool, bool]) -> None:
+        probe, check_health = arg
+        self.loop = asyncio.get_running_loop()
+        await super().connect_check_health(check_health, retry_socket_connect=False)
+        if probe:
+            await self.send_command("PING", check_health=False)
+            await aconnection.Connection.read_response(self)
 
-    async def verify(self, route: Route) -> None:
-        probe = self.probe_class(**self.probe_settings(route))
-        probe.retry = redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0)
-        error: BaseException | None = None
-        connected = False
-        try:
-            await probe.connect()
-            connected = True
-            await probe.send_command("PING", check_health=False)
-            await probe.read_response()
-        except (ConnectionError, TimeoutError) as exc:
-            error = exc
-        except BaseException:
-            self.plan.verified(route, None, connected=False)
-            raise
-        finally:
-            await probe.disconnect()
-        self.plan.verified(route, error, connected=connected)
+    async def drop(self, _: Any) -> None:
+        await self.disconnect()
+
+    async def close_idle(self, _: Any) -> None:
+        pool = self.home_pool()
+        if pool is not None:
+            await pool.disconnect(inuse_connections=False)
+
+    async def send_tail(self, arg: tuple[Any, bool]) -> None:
+        await self.send_packed_command(arg[0], check_health=arg[1])
+
+    async def read_tail(self, _: Any) -> Any:
+        return await aconnection.Connection.read_response(self)
+
+    async def probe_open(self, probe: Any) -> None:
+        await probe.connect()
+
+    async def probe_ping(self, probe: Any) -> None:
+        await probe.send_command("PING", check_health=False)
+        await probe.read_response()
+
+    async def probe_close(self, probe: Any) -> None:
+        await probe.disconnect()
 
     async def aclose_if_idle(self) -> bool:
         """Close the socket if nobody has it checked out (on its own loop only)."""

@@ -116,11 +116,25 @@ class Lease:
             lease = found
         return lease
 
-    def report(self, connection: Any) -> None:
-        """Report a switch the connection made inside the pool, as this tenant's event."""
-        switch, connection.switch = connection.switch, None
+    def checked_out(self, connection: Any) -> Any:
+        """Label a connection its pool handed out; report a switch it made meanwhile
+        (inside the pool nobody held it yet) as this tenant's event."""
+        connection.holder = self
+        switch = connection.switch
         if switch is not None:
+            connection.switch = None
             connection.pool_state.report(switch, self.name)
+        return connection
+
+
+def _checked_in(connection: Any) -> tuple[Any, bool]:
+    """A caller gave a connection back: unlabel it. Returns its pool, and whether to
+    close it first (nobody routes to its pool any more)."""
+    connection.busy = False
+    connection.holder = None
+    state = connection.pool_state
+    pool = state.pool()
+    return pool, state.retired or pool is None
 
 
 def _idle_again(connection: Any) -> None:
@@ -170,20 +184,13 @@ class TenantPool(_View):
         if pool is None:
             pool = backend.sync_pool()
         try:
-            connection = pool.get_connection()
+            return lease.checked_out(pool.get_connection())
         except EndpointsDown as down:
             raise down.plan.exhausted(lease.name) from None
-        connection.holder = lease
-        if connection.switch is not None:
-            lease.report(connection)
-        return connection
 
     def release(self, connection: Any) -> None:
-        connection.busy = False
-        connection.holder = None
-        state = connection.pool_state
-        pool = state.pool()
-        if state.retired or pool is None:  # nobody routes to its pool any more
+        pool, drop = _checked_in(connection)
+        if drop:
             connection.disconnect()
         if pool is not None:
             pool.release(connection)
@@ -228,20 +235,13 @@ class AsyncTenantPool(_View):
         if lease.retired:
             lease = self._lease()
         try:
-            connection = await lease.backend.async_pool(self.loop).get_connection()
+            return lease.checked_out(await lease.backend.async_pool(self.loop).get_connection())
         except EndpointsDown as down:
             raise down.plan.exhausted(lease.name) from None
-        connection.holder = lease
-        if connection.switch is not None:
-            lease.report(connection)
-        return connection
 
     async def release(self, connection: Any) -> None:
-        connection.busy = False
-        connection.holder = None
-        state = connection.pool_state
-        pool = state.pool()
-        if state.retired or pool is None:
+        pool, drop = _checked_in(connection)
+        if drop:
             await connection.disconnect()
         if pool is not None:
             await pool.release(connection)
