@@ -36,15 +36,26 @@ _CACHE_SIZE = 4096
 
 
 def _cache_key(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Hashable | None:
-    """A hashable form of registration arguments, or None when they cannot be keyed."""
-    if args:
+    """A hashable form of registration arguments, or None when they cannot be keyed.
+
+    Each value is keyed with its type, all the way down: ``db=True`` must not find
+    the settings parsed for ``db=1`` (``True == 1`` in Python, but only one of them
+    is a valid db).
+    """
+    if args or not all(type(key) is str for key in kwargs):
         return None
-    items = tuple(sorted(kwargs.items()))
+    items = tuple(sorted((key, _typed(value)) for key, value in kwargs.items()))
     try:
         hash(items)
     except TypeError:
         return None
     return items
+
+
+def _typed(value: Any) -> Hashable:
+    if isinstance(value, tuple | frozenset):
+        return (type(value), tuple(_typed(v) for v in value))
+    return (type(value), value)
 
 
 def named(settings: TenantSettings, name: str) -> TenantSettings:
@@ -92,17 +103,20 @@ class Registry:
     # -- registering ----------------------------------------------------------------------
 
     def parse(self, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> TenantSettings:
-        """Validated settings for these arguments; identical arguments share one object."""
+        """Validated settings for these arguments; identical arguments share one object.
+
+        What depends on the name (a key prefix derived from it) is checked for ``name``
+        on every call, cached or not.
+        """
         key = _cache_key(args, kwargs)
-        if key is not None:
-            cached = self._cache.get(key)
-            if cached is not None:
-                return cached
-        settings = parse_settings(name, args, kwargs)
-        if key is not None:
-            if len(self._cache) >= _CACHE_SIZE:
-                self._cache.clear()
-            self._cache[key] = settings
+        settings = None if key is None else self._cache.get(key)
+        if settings is None:
+            settings = parse_settings(name, args, kwargs)
+            if key is not None:
+                if len(self._cache) >= _CACHE_SIZE:
+                    self._cache.clear()
+                self._cache[key] = settings
+        settings.check_tenant(name)
         return settings
 
     def apply(self, entries: Iterable[tuple[str, TenantSettings]]) -> None:
@@ -126,6 +140,9 @@ class Registry:
                 raise TenantConfigError("tenant name must not be None in a bulk registration")
             if not name:
                 raise TenantConfigError("the default tenant ('') cannot be bulk-registered")
+        if settings.namespace is True:
+            for name in names:
+                settings.check_tenant(name)
         with self.lock:
             clash = [n for n in names if n in self.live]
             fresh = dict.fromkeys(names, settings)
