@@ -45,8 +45,11 @@ SECRET_KEYS = frozenset(
 
 _SECRET_QUERY = re.compile(r"(pass|token|secret|auth|key|cred)", re.IGNORECASE)
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
-#: In free text: a scheme, then everything up to the last '@' before whitespace.
-_URL_USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)\S*@", re.IGNORECASE)
+#: In free text: a scheme (with or without its //), then everything up to the last '@'
+#: before whitespace.
+_URL_USERINFO = re.compile(r"([a-z][a-z0-9+.-]*:/{0,2})\S*@", re.IGNORECASE)
+#: A string that starts like a URL, even a malformed one ("redis:/h", "redis::pw@h").
+_URL_START = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,30}:")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,30}")
 _PLAIN_USER = re.compile(r"[A-Za-z0-9._~-]{0,64}")
 #: host[:port] without userinfo: a name or a bracketed IPv6 literal, digits for a port.
@@ -168,7 +171,8 @@ def redact(value: object) -> str:
 
     - an exception: its type and message (ours are built redacted; anyone else's
       has quoted fragments and URL credentials masked);
-    - a string holding ``://``: :func:`redact_url`; any other string: :func:`redact_text`;
+    - a string that starts like a URL (``scheme:``): :func:`redact_url`; any other
+      string: :func:`redact_text`;
     - a mapping of settings: each keyword with :func:`describe_value`, URLs redacted;
     - anything else: its ``str`` through :func:`redact_text`.
 
@@ -180,7 +184,7 @@ def redact(value: object) -> str:
     if isinstance(value, BaseException):
         return f"{type(value).__name__}: {redact_text(str(value))}"
     if isinstance(value, str):
-        return redact_url(value) if "://" in value else redact_text(value)
+        return redact_url(value) if _URL_START.match(value) else redact_text(value)
     if isinstance(value, Mapping):
         shown = []
         for key, item in value.items():

@@ -506,6 +506,10 @@ def _bind(
     given: dict[str, Any],
 ) -> dict[str, Any]:
     """``args`` and ``given`` as keywords of ``client``'s constructor."""
+    if not args:
+        # Every name in ``given`` is known to be a parameter: nothing to bind, and
+        # Signature.bind_partial costs more than the rest of the parse together.
+        return dict(given)
     try:
         bound = signature.bind_partial(*args, **given)
     except TypeError as exc:
