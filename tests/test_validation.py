@@ -184,6 +184,7 @@ def test_removing_the_default_tenant_is_a_typed_error(name: str | None) -> None:
         ({"url": "redis://:a@127.0.0.1:1/0", "password": "b"}, "password= differs"),
         ({"url": CLOSED + "/0?socket_timeout=2", "socket_timeout": 3}, "socket_timeout= differs"),
         ({"url": "rediss://127.0.0.1:1/0", "ssl": False}, "ssl= differs"),
+        ({"url": "valkey://127.0.0.1:1/0", "ssl": True}, "use rediss://"),
         ({"url": "redis+sentinel://127.0.0.1:1/m", "host": "h"}, "host= has no meaning"),
         ({"url": "redis+cluster://127.0.0.1:1", "port": 2}, "port= has no meaning"),
         ({"url": "unix:///tmp/x.sock", "host": "h"}, "host= has no meaning"),
@@ -194,6 +195,12 @@ def test_url_with_contradicting_keywords_is_refused(kwargs: dict[str, Any], expe
     with pytest.raises(TenantConfigError, match=expected):
         made.register("x", **kwargs)
     assert "x" not in made
+
+
+def test_bad_positional_arguments_are_refused_without_a_chained_error() -> None:
+    with pytest.raises(TenantConfigError, match=r"bad arguments for redis\.Redis") as info:
+        router().register("x", *range(80))
+    assert info.value.__context__ is None, "the TypeError of Signature.bind must not ride along"
 
 
 def test_positional_arguments_that_contradict_the_url_are_refused_too() -> None:

@@ -537,6 +537,11 @@ def _refuse_conflicts(where: str, given: Mapping[str, Any], parsed: ParsedUrl) -
                     f"{where}: {key}= has no meaning next to a {scheme}:// url, "
                     "which says where to connect: drop it"
                 )
+    if parsed.kind == "tcp" and given.get("ssl") is True:
+        raise TenantConfigError(
+            f"{where}: ssl=True conflicts with the url, whose scheme says no TLS: "
+            "use rediss:// (or valkeys://)"
+        )
     for key, from_url in parsed.kwargs.items():
         if key not in given or _same(given[key], from_url):
             continue
