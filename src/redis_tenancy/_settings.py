@@ -402,7 +402,14 @@ def parse_settings(
     ``-W error``, turned into a crash at an unexpected place), while the silent winner
     would connect a tenant to another tenant's db on a shared server.
 
+    The router's own keywords are consumed here: ``namespace=`` is kept as given
+    (resolved per tenant by :meth:`TenantSettings.key_prefix`), and whether
+    ``failover_urls=`` was passed is recorded for :meth:`TenantSettings.with_failover_of`.
     ``where`` replaces ``"tenant '<name>'"`` at the start of error messages.
+
+    Example::
+
+        parse_settings("acme", (), {"url": "valkey://cache:6379", "db": 3, "namespace": True})
 
     Raises:
         TenantConfigError: naming the tenant and the offending keyword or URL part.
