@@ -579,3 +579,20 @@ def test_failover_passwords_never_reach_logs_or_status(
     texts.append(repr(default_router.settings("fz")))
     assert all(SECRET not in text for text in texts)
     assert "redis://:***@127.0.0.1:1/0" in str(info.value)
+
+
+def test_re_registering_keeps_failover_urls_added_at_runtime(
+    pair: tuple[RedisServer, RedisServer],
+) -> None:
+    primary, backup = pair
+    set_REDIS_DB_settings("keep", url=primary.url, **FAST)
+    register_failover_url("keep", backup.url)
+    set_REDIS_DB_settings("keep", url=primary.url, socket_timeout=0.4)  # only a timeout
+    assert [e.url for e in tenant_status("keep").endpoints] == [shown(primary), shown(backup)]
+    kill(primary)
+    with tenant("keep"):
+        POPOTO_REDIS_DB.set("k", "kept backup")
+    assert direct(backup).get("k") == "kept backup"
+    # Passing failover_urls= says the list exactly: [] means none.
+    default_router.register_many({"keep": {"url": primary.url, "failover_urls": []}})
+    assert [e.url for e in tenant_status("keep").endpoints] == [shown(primary)]

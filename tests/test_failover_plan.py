@@ -210,7 +210,7 @@ def test_plan_secrets_in_errors_are_redacted() -> None:
         ({"cooldown": -1}, "failover_cooldown"),
         ({"cooldown": "5"}, "failover_cooldown"),
         ({"cooldown": float("inf")}, "failover_cooldown"),
-        ({"threshold": 0}, "failover_threshold must be >= 1"),
+        ({"threshold": 0}, "failover_threshold must be an int >= 1"),
         ({"threshold": True}, "failover_threshold must be an int"),
     ],
 )

@@ -41,12 +41,13 @@ def test_bulk_registration_stores_settings_until_first_use(
 
 
 def test_identical_arguments_are_parsed_once_and_shared(router: Router, servers: Servers) -> None:
-    router.register_many({f"t{i}": {"url": servers.b.url, "db": i % 2} for i in range(100)})
+    url = servers.b.url.removesuffix("/0")
+    router.register_many({f"t{i}": {"url": url, "db": i % 2} for i in range(100)})
     pending = router._registry.pending
     assert pending["t0"] is pending["t2"]
     assert pending["t1"] is pending["t3"]
     assert pending["t0"] is not pending["t1"]
-    router.register("t4", url=servers.b.url, db=0)
+    router.register("t4", url=url, db=0)
     assert pending["t4"] is pending["t0"]
 
 

@@ -116,10 +116,19 @@ def test_url_with_credentials_and_db_query(servers: Servers) -> None:
         assert c.get("authed") == "1"
 
 
-def test_explicit_keywords_lose_to_the_url_like_redis_py(servers: Servers) -> None:
-    set_REDIS_DB_settings("mixed", url=servers.b.url, port=1, db=3, socket_timeout=2)
+def test_keywords_fill_what_the_url_leaves_out_and_may_not_contradict_it(
+    servers: Servers,
+) -> None:
+    with pytest.raises(TenantConfigError, match="port=1 conflicts with the url"):
+        set_REDIS_DB_settings("mixed", url=servers.b.url, port=1, db=3, socket_timeout=2)
+    assert "mixed" not in default_router
+    set_REDIS_DB_settings("mixed", url=servers.b.url.removesuffix("/0"), db=3, socket_timeout=2)
     kwargs = default_router.settings("mixed").redis_kwargs
-    assert (kwargs["port"], kwargs["db"], kwargs["socket_timeout"]) == (servers.b.port, 0, 2)
+    assert (kwargs["port"], kwargs["db"], kwargs["socket_timeout"]) == (servers.b.port, 3, 2)
+    with tenant("mixed"):
+        POPOTO_REDIS_DB.set("filled", 1)
+    with direct(servers.b, db=3) as b:
+        assert b.get("filled") == "1"
 
 
 def test_remove_makes_later_use_raise(servers: Servers) -> None:

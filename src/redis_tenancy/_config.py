@@ -10,10 +10,15 @@ The file is read once at import of :mod:`redis_tenancy.redis_db`. Its shape::
     host = "127.0.0.1"
     port = 6380
     db = 3
+    namespace = true                     # keys prefixed "globex:"
+    failover_urls = ["valkey://backup:6380/3"]
 
-Each table's keys are ``url`` plus any ``redis.Redis`` keyword. The whole file is
-validated before any tenant is registered; an error names the file, the tenant and
-the key, and registers nothing.
+Each table's keys are ``url`` plus any ``redis.Redis`` keyword and the router's own
+(``failover_urls``, ``failover_cooldown``, ``failover_threshold``, ``cluster``,
+``sentinels``, ``service_name``, ``sentinel_kwargs``, ``namespace``): exactly what
+``set_REDIS_DB_settings`` takes, checked by the same code. The whole file is validated
+before any tenant is registered; an error names the file, the tenant and the key, and
+registers nothing.
 """
 
 from __future__ import annotations

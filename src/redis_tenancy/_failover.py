@@ -42,7 +42,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from ._errors import NoHealthyEndpointError, TenantConfigError
+from ._checks import check_policy
+from ._errors import NoHealthyEndpointError
 from ._redact import redact_text
 
 __all__ = [
@@ -85,17 +86,7 @@ class CircuitPolicy:
     threshold: int = 1
 
     def __post_init__(self) -> None:
-        cooldown_ok = isinstance(self.cooldown, int | float) and not isinstance(self.cooldown, bool)
-        if not cooldown_ok or not self.cooldown >= 0 or math.isinf(self.cooldown):
-            raise TenantConfigError(
-                f"failover_cooldown must be a finite number of seconds >= 0, got {self.cooldown!r}"
-            )
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, int):
-            raise TenantConfigError(
-                f"failover_threshold must be an int >= 1, got {type(self.threshold).__name__}"
-            )
-        if self.threshold < 1:
-            raise TenantConfigError(f"failover_threshold must be >= 1, got {self.threshold}")
+        check_policy(self.cooldown, self.threshold)
 
 
 DEFAULT_POLICY = CircuitPolicy()

@@ -36,15 +36,26 @@ _CACHE_SIZE = 4096
 
 
 def _cache_key(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Hashable | None:
-    """A hashable form of registration arguments, or None when they cannot be keyed."""
-    if args:
+    """A hashable form of registration arguments, or None when they cannot be keyed.
+
+    Each value is keyed with its type, all the way down: ``db=True`` must not find
+    the settings parsed for ``db=1`` (``True == 1`` in Python, but only one of them
+    is a valid db).
+    """
+    if args or not all(type(key) is str for key in kwargs):
         return None
-    items = tuple(sorted(kwargs.items()))
+    items = tuple(sorted((key, _typed(value)) for key, value in kwargs.items()))
     try:
         hash(items)
     except TypeError:
         return None
     return items
+
+
+def _typed(value: Any) -> Hashable:
+    if isinstance(value, tuple | frozenset):
+        return (type(value), tuple(_typed(v) for v in value))
+    return (type(value), value)
 
 
 def named(settings: TenantSettings, name: str) -> TenantSettings:
@@ -92,30 +103,48 @@ class Registry:
     # -- registering ----------------------------------------------------------------------
 
     def parse(self, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> TenantSettings:
-        """Validated settings for these arguments; identical arguments share one object."""
+        """Validated settings for these arguments; identical arguments share one object.
+
+        What depends on the name (a key prefix derived from it) is checked for ``name``
+        on every call, cached or not.
+        """
         key = _cache_key(args, kwargs)
-        if key is not None:
-            cached = self._cache.get(key)
-            if cached is not None:
-                return cached
-        settings = parse_settings(name, args, kwargs)
-        if key is not None:
-            if len(self._cache) >= _CACHE_SIZE:
-                self._cache.clear()
-            self._cache[key] = settings
+        settings = None if key is None else self._cache.get(key)
+        if settings is None:
+            settings = parse_settings(name, args, kwargs)
+            if key is not None:
+                if len(self._cache) >= _CACHE_SIZE:
+                    self._cache.clear()
+                self._cache[key] = settings
+        settings.check_tenant(name)
         return settings
 
     def apply(self, entries: Iterable[tuple[str, TenantSettings]]) -> None:
-        """Register or replace each ``(name, settings)``; everything was validated."""
+        """Register or replace each ``(name, settings)``; everything was validated.
+
+        A replacement keeps the tenant's failover endpoints unless its settings name
+        them (see :meth:`TenantSettings.with_failover_of`); that is decided for every
+        entry before any is applied, so a refusal changes nothing.
+        """
         with self.lock:
+            final = [(name, self._keeping(name, settings)) for name, settings in entries]
             live, pending = self.live, self.pending
-            for name, settings in entries:
+            for name, settings in final:
                 tenant = live.get(name)
                 if tenant is None:
                     pending[name] = settings
                     self._negative.pop(name, None)
                 else:
                     tenant.replace(named(settings, name))
+
+    def _keeping(self, name: str, settings: TenantSettings) -> TenantSettings:
+        """``settings`` for ``name``, with the failover endpoints it has now if they are
+        to be kept. Called with the lock held."""
+        tenant = self.live.get(name)
+        previous = tenant.settings if tenant is not None else self.pending.get(name)
+        if previous is None or not previous.topology.failover:
+            return settings
+        return settings.with_failover_of(previous, tenant=name)
 
     def bulk(self, names: Iterable[str], settings: TenantSettings) -> int:
         """Register every name in ``names`` with the same ``settings``, all or nothing."""
@@ -126,17 +155,23 @@ class Registry:
                 raise TenantConfigError("tenant name must not be None in a bulk registration")
             if not name:
                 raise TenantConfigError("the default tenant ('') cannot be bulk-registered")
+        if settings.namespace is True:
+            for name in names:
+                settings.check_tenant(name)
         with self.lock:
+            kept = {name: self._keeping(name, settings) for name in names}
             clash = [n for n in names if n in self.live]
             fresh = dict.fromkeys(names, settings)
             for name in clash:
                 del fresh[name]
+            for name in fresh:
+                fresh[name] = kept[name]
             self.pending.update(fresh)
             if self._negative:
                 for name in names:
                     self._negative.pop(name, None)
             for name in clash:
-                self.live[name].replace(named(settings, name))
+                self.live[name].replace(named(kept[name], name))
         return len(names)
 
     def remove(self, name: str) -> Tenant | None:

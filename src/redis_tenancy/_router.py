@@ -10,7 +10,6 @@ ContextVar to the tenant object and its already-built client.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar, Token
@@ -22,20 +21,28 @@ import redis.asyncio.retry
 
 from ._backend import Backends
 from ._budget import ConnectionBudget
+from ._checks import (
+    BOOL,
+    CALLABLE,
+    OPTIONAL_COUNT,
+    OPTIONAL_SECONDS,
+    OPTIONAL_STR,
+    SECONDS,
+    SECONDS_OR_ZERO,
+    require,
+)
 from ._clients import is_cluster
 from ._context import TenantContext
 from ._errors import TenantConfigError, Unresolved, resolved
 from ._failover import FailoverEvent, TenantStatus
 from ._proxy import make_async_proxy, make_sync_proxy
-from ._redact import redact_url
+from ._redact import describe_value
 from ._registry import AsyncLoader, Loader, Registry, named
 from ._settings import (
-    FALLBACK_URL,
     TenantSettings,
-    add_failover_endpoints,
     check_name,
+    default_settings,
     default_tenant_name,
-    endpoint_place,
     normalize_kwargs,
     parse_settings,
 )
@@ -83,11 +90,16 @@ class Router:
         name = default_name if default_name is not None else default_tenant_name()
         if not isinstance(name, str):
             check_name(name)
-        url = default_url or os.environ.get("REDIS_URL") or FALLBACK_URL
-        _check_count("max_live_clients", max_live_clients)
-        _check_count("max_connections", max_connections)
-        _check_seconds("idle_timeout", idle_timeout)
-        _check_seconds("wait_timeout", wait_timeout)
+        require("default_url", default_url, OPTIONAL_STR)
+        require("require_tenant", require_tenant, BOOL)
+        require("loader", loader, CALLABLE)
+        require("async_loader", async_loader, CALLABLE)
+        require("negative_ttl", negative_ttl, SECONDS_OR_ZERO)
+        require("max_live_clients", max_live_clients, OPTIONAL_COUNT)
+        require("max_connections", max_connections, OPTIONAL_COUNT)
+        require("idle_timeout", idle_timeout, OPTIONAL_SECONDS)
+        require("wait_timeout", wait_timeout, SECONDS)
+        default_config = default_settings(name, default_url)
         self.budget: ConnectionBudget | None = None
         if max_connections is not None or idle_timeout is not None:
             self.budget = ConnectionBudget(
@@ -97,7 +109,7 @@ class Router:
             )
         self._hooks: list[Callable[[FailoverEvent], object]] = []
         self._backends = Backends(self._announce, max_live_clients, self.budget)
-        default = Tenant(parse_settings(name, (), {"url": url}), self._backends, self._announce)
+        default = Tenant(default_config, self._backends, self._announce)
         self.default_name: str = name
         self.require_tenant = require_tenant
         self._registry = Registry(
@@ -187,10 +199,20 @@ class Router:
             router.register_many({"acme": {"url": "redis://a:6379/0"},
                                   "globex": {"host": "b", "db": 3}})
         """
+        if not isinstance(tenants, Mapping):
+            raise TenantConfigError(
+                "register_many takes a mapping of tenant name -> settings dict, "
+                f"got {describe_value('tenants', tenants)}"
+            )
         parse, canonical = self._registry.parse, self.canonical
         entries = []
         for name, kwargs in tenants.items():
             key = canonical(name)
+            if not isinstance(kwargs, Mapping):
+                raise TenantConfigError(
+                    f"tenant {key!r}: settings must be a mapping of keywords "
+                    f"(e.g. {{'url': ...}}), got {describe_value('settings', kwargs)}"
+                )
             entries.append((key, parse(key, (), kwargs)))
         self._registry.apply(entries)
         logger.debug("%d tenants registered", len(entries))
@@ -207,6 +229,11 @@ class Router:
 
             router.register_bulk((f"shop-{i}" for i in range(100_000)), url=SHARED_URL)
         """
+        if isinstance(names, str | bytes) or not isinstance(names, Iterable):
+            raise TenantConfigError(
+                "register_bulk takes an iterable of tenant names (a list, a generator), "
+                f"got {describe_value('names', names)}"
+            )
         names = list(names)
         first = names[0] if names and isinstance(names[0], str) else "<bulk>"
         settings = self._registry.parse(first, args, kwargs)
@@ -221,7 +248,9 @@ class Router:
         """
         key = self.canonical(name)
         if key == self.default_name:
-            raise ValueError("the default tenant cannot be removed")
+            raise TenantConfigError(
+                f"the default tenant ({key!r}) cannot be removed: register new settings for it"
+            )
         tenant = self._registry.remove(key)
         if tenant is not None:
             tenant.close()
@@ -244,21 +273,11 @@ class Router:
         """
         with self._lock:
             tenant = self._get_tenant(self.canonical(name))
-            settings = tenant.settings
-            where = f"tenant {tenant.name!r}"
-            if not urls:
-                raise TenantConfigError(f"{where}: add_failover needs at least one url")
-            if settings.topology.kind != "standalone":
-                raise TenantConfigError(
-                    f"{where}: failover urls need a redis:// or rediss:// primary, "
-                    f"not a {settings.topology.kind} tenant"
-                )
-            failover = add_failover_endpoints(
-                where, settings.redis_kwargs, settings.topology.failover, urls
-            )
-            settings = settings.with_failover(failover)
+            settings = tenant.settings.with_failover_added(urls, tenant=tenant.name)
             tenant.set_failover(settings)
-        logger.info("tenant %r failover endpoints: %s", tenant.name, _shown(failover))
+        logger.info(
+            "tenant %r failover endpoints: %s", tenant.name, settings.topology.failover_shown
+        )
         return settings
 
     def remove_failover(self, name: str | None, url: str) -> TenantSettings:
@@ -268,23 +287,13 @@ class Router:
         """
         with self._lock:
             tenant = self._get_tenant(self.canonical(name))
-            settings = tenant.settings
-            where = f"tenant {tenant.name!r}"
-            probe = add_failover_endpoints(where, settings.redis_kwargs, (), [url])[0]
-            place = endpoint_place(probe, settings.redis_kwargs)
-            kept = tuple(
-                e
-                for e in settings.topology.failover
-                if endpoint_place(e, settings.redis_kwargs) != place
-            )
-            if len(kept) == len(settings.topology.failover):
-                raise TenantConfigError(
-                    f"{where}: {redact_url(url)} is not one of its failover urls "
-                    f"({_shown(settings.topology.failover) or 'it has none'})"
-                )
-            settings = settings.with_failover(kept)
+            settings = tenant.settings.with_failover_removed(url, tenant=tenant.name)
             tenant.set_failover(settings)
-        logger.info("tenant %r failover endpoints: %s", tenant.name, _shown(kept) or "none")
+        logger.info(
+            "tenant %r failover endpoints: %s",
+            tenant.name,
+            settings.topology.failover_shown or "none",
+        )
         return settings
 
     def status(self, name: str | None = None) -> TenantStatus:
@@ -358,7 +367,9 @@ class Router:
         """
         try:
             found = self.lookup[name]
-        except (KeyError, TypeError):
+        except (KeyError, TypeError):  # looked up outside: its errors chain to nothing
+            found = None
+        if found is None:
             check_name(name)
             found = self._registry.resolve(str(name))
         return self.var.set(found)
@@ -368,6 +379,8 @@ class Router:
         try:
             found = self.lookup[name]
         except (KeyError, TypeError):
+            found = None
+        if found is None:
             check_name(name)
             found = await self._registry.aresolve(str(name))
         return self.var.set(found)
@@ -446,18 +459,3 @@ def _sync_view(kwargs: Mapping[str, Any]) -> dict[str, Any]:
         if k != "auto_close_connection_pool"
         and not (k == "retry" and isinstance(v, redis.asyncio.retry.Retry))
     }
-
-
-def _check_count(name: str, value: object) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise TenantConfigError(f"{name} must be an int >= 1 or None, got {value!r}")
-
-
-def _check_seconds(name: str, value: object) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-    if value is not None and not ok:
-        raise TenantConfigError(f"{name} must be a number of seconds > 0 or None, got {value!r}")
-
-
-def _shown(endpoints: tuple[Any, ...]) -> str:
-    return ", ".join(e.shown for e in endpoints)

@@ -1,9 +1,17 @@
 """Validated, immutable connection settings for one tenant.
 
 Registration only ever stores a :class:`TenantSettings`; clients are built from it on
-first use. All checking happens here, before anything is stored, so a bad call leaves
-the registry exactly as it was and the error names the tenant, the keyword and what
-was expected. The module is free of I/O: nothing here opens a socket.
+first use. All checking happens here (with the validators of
+:mod:`redis_tenancy._checks`, URLs through :mod:`redis_tenancy._url`), before anything
+is stored, so a bad call leaves the registry exactly as it was and the error names the
+tenant, the keyword and what was expected. The module is free of I/O: nothing here
+opens a socket.
+
+Besides the client keywords, a tenant's settings hold what the router itself reads:
+the topology (failover endpoints, Sentinel, Cluster) and the key ``namespace``. The
+failover list is edited here too (:meth:`TenantSettings.with_failover_added`,
+:meth:`~TenantSettings.with_failover_removed`, :meth:`~TenantSettings.with_failover_of`),
+each returning a new frozen object.
 """
 
 from __future__ import annotations
@@ -11,21 +19,38 @@ from __future__ import annotations
 import difflib
 import inspect
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import unquote
 
 import redis
 import redis.asyncio
 import redis.asyncio.retry
 import redis.retry
-from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 
-from ._errors import InvalidTenantNameError, TenantConfigError
+from ._checks import (
+    BOOL,
+    DB,
+    HOST,
+    NAMESPACE,
+    OPTIONAL_BOOL,
+    OPTIONAL_COUNT,
+    OPTIONAL_SECONDS,
+    OPTIONAL_STR,
+    PORT,
+    SECONDS_OR_ZERO,
+    STR,
+    Check,
+    check_name,
+    check_policy,
+    is_int,
+    require,
+)
+from ._errors import TenantConfigError
 from ._failover import DEFAULT_POLICY, CircuitPolicy
-from ._redact import MASK, describe_value, redact_text, redact_url
+from ._redact import describe_endpoint, describe_value, redact_url
+from ._url import ParsedUrl, parse_url, query_name
 
 __all__ = [
     "DEFAULT_SOCKET_CONNECT_TIMEOUT",
@@ -36,7 +61,10 @@ __all__ = [
     "TenantSettings",
     "Topology",
     "check_name",
+    "default_settings",
     "default_tenant_name",
+    "derive_async_kwargs",
+    "normalize_kwargs",
     "parse_settings",
 ]
 
@@ -58,78 +86,54 @@ _ROUTER_KEYWORDS = frozenset(
         "failover_cooldown",
         "failover_threshold",
         "failover_urls",
+        "namespace",
         "sentinel_kwargs",
         "sentinels",
         "service_name",
     }
 )
 _OWN_KEYWORDS = _ROUTER_KEYWORDS | {"url"}
-_SENTINEL_SCHEME = "redis+sentinel://"
-_CLUSTER_SCHEME = "redis+cluster://"
 #: What a failover URL may say; everything else is the primary's.
 _FAILOVER_URL_KEYS = frozenset({"host", "port", "db", "username", "password", "ssl"})
+#: Keywords a URL gives that mean nothing next to a Sentinel, Cluster or unix URL.
+_PLACE_KEYWORDS = ("host", "port")
+
+_PROTOCOL = Check(
+    lambda v: v is None or v in ("2", "3") or (is_int(v) and v in (2, 3)), "2, 3 or None"
+)
+_RETRY = Check(
+    lambda v: v is None or isinstance(v, redis.retry.Retry | redis.asyncio.retry.Retry),
+    "a redis.retry.Retry or None",
+)
+
+#: Type and range checks for the keywords people actually pass; anything else is
+#: handed to redis-py unchecked (its own constructor is the authority on those).
+_CHECKS: Mapping[str, Check] = {
+    "host": HOST,
+    "port": PORT,
+    "db": DB,
+    "password": OPTIONAL_STR,
+    "ssl_password": OPTIONAL_STR,
+    "username": OPTIONAL_STR,
+    "client_name": OPTIONAL_STR,
+    "unix_socket_path": OPTIONAL_STR,
+    "encoding": STR,
+    "socket_timeout": OPTIONAL_SECONDS,
+    "socket_connect_timeout": OPTIONAL_SECONDS,
+    "health_check_interval": SECONDS_OR_ZERO,
+    "max_connections": OPTIONAL_COUNT,
+    "decode_responses": BOOL,
+    "ssl": BOOL,
+    "socket_keepalive": OPTIONAL_BOOL,
+    "single_connection_client": BOOL,
+    "protocol": _PROTOCOL,
+    "retry": _RETRY,
+}
 
 
 def default_tenant_name() -> str:
     """The default tenant's name: the ``ENV`` variable, as in Popoto, else ``""``."""
     return os.environ.get("ENV", "")
-
-
-def check_name(name: object) -> str | None:
-    """Return ``name`` if it may name a tenant, else raise ``InvalidTenantNameError``.
-
-    ``None`` and ``""`` are allowed and mean "the default tenant"; the caller maps
-    them to the default name.
-    """
-    if name is None or isinstance(name, str):
-        return name
-    raise InvalidTenantNameError(
-        f"tenant name must be a str (or None/'' for the default tenant), got {type(name).__name__}"
-    )
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _opt(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda v: v is None or check(v)
-
-
-_STR = _opt(lambda v: isinstance(v, str))
-_BOOL = _opt(lambda v: isinstance(v, bool))
-_TIMEOUT = _opt(lambda v: _is_number(v) and v > 0)
-
-#: Type and range checks for the keywords people actually pass; anything else is
-#: handed to redis-py unchecked (its own constructor is the authority on those).
-_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "host": (lambda v: isinstance(v, str) and v != "", "a non-empty str"),
-    "port": (lambda v: _is_int(v) and 0 < v < 65536, "an int in 1..65535"),
-    "db": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
-    "password": (_STR, "a str or None"),
-    "ssl_password": (_STR, "a str or None"),
-    "username": (_STR, "a str or None"),
-    "client_name": (_STR, "a str or None"),
-    "unix_socket_path": (_STR, "a str or None"),
-    "encoding": (lambda v: isinstance(v, str), "a str"),
-    "socket_timeout": (_TIMEOUT, "a number > 0 or None"),
-    "socket_connect_timeout": (_TIMEOUT, "a number > 0 or None"),
-    "health_check_interval": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-    "max_connections": (_opt(lambda v: _is_int(v) and v > 0), "an int > 0 or None"),
-    "decode_responses": (lambda v: isinstance(v, bool), "a bool"),
-    "ssl": (lambda v: isinstance(v, bool), "a bool"),
-    "socket_keepalive": (_BOOL, "a bool or None"),
-    "single_connection_client": (lambda v: isinstance(v, bool), "a bool"),
-    "protocol": (lambda v: v in (None, 2, 3, "2", "3"), "2, 3 or None"),
-    "retry": (
-        _opt(lambda v: isinstance(v, redis.retry.Retry | redis.asyncio.retry.Retry)),
-        "a redis.retry.Retry or None",
-    ),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +150,27 @@ class Endpoint:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     shown: str = ""
+
+    def place(self, primary: Mapping[str, Any]) -> tuple[str, int, int]:
+        """Where this endpoint connects (host, port, db) for a primary with ``primary``
+        keywords, an unset db being the primary's: two endpoints with the same place
+        are the same endpoint."""
+        db = (primary.get("db") or 0) if self.db is None else self.db
+        return self.host, self.port, db
+
+    def describe(self, primary: Mapping[str, Any]) -> str:
+        """The redacted URL of this endpoint, with the parts it takes from ``primary``."""
+        inherited = {k: primary.get(k) for k in ("db", "username", "password", "ssl")}
+        if self.password is not None:
+            inherited.pop("username")
+        own = {
+            "host": self.host,
+            "port": self.port,
+            "db": self.db,
+            "username": self.username,
+            "password": self.password,
+        }
+        return describe_endpoint({**inherited, **{k: v for k, v in own.items() if v is not None}})
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +195,11 @@ class Topology:
     policy: CircuitPolicy = DEFAULT_POLICY
     sentinel_kwargs: Mapping[str, Any] | None = field(default=None, repr=False)
 
+    @property
+    def failover_shown(self) -> str:
+        """The failover endpoints, redacted and comma-separated (``""`` if none)."""
+        return ", ".join(e.shown for e in self.failover)
+
 
 STANDALONE = Topology()
 
@@ -177,6 +207,10 @@ STANDALONE = Topology()
 @dataclass(frozen=True, slots=True)
 class TenantSettings:
     """What a tenant connects to: keyword arguments for the sync and async clients.
+
+    One object may be shared by many tenant names (identical registrations are parsed
+    once), so what depends on the name, the key prefix, is resolved per call with
+    :meth:`key_prefix`.
 
     Attributes:
         name: the tenant's name (the default tenant's is ``ENV`` or ``""``).
@@ -187,6 +221,13 @@ class TenantSettings:
         async_endpoint: the same for the async side.
         topology: standalone (plus failover endpoints), Sentinel or Cluster.
         async_topology: the async side's; the same object unless overridden.
+        namespace: the ``namespace=`` choice as given: ``False`` (not namespaced),
+            ``True`` (prefix derived from the tenant's name) or an explicit prefix.
+            Not part of the connection identity: namespaced tenants on one server
+            share one pool.
+        failover_given: whether the registration passed ``failover_urls=``; if not,
+            a re-registration keeps the tenant's failover endpoints
+            (:meth:`with_failover_of`).
     """
 
     name: str
@@ -196,16 +237,59 @@ class TenantSettings:
     async_endpoint: str
     topology: Topology = STANDALONE
     async_topology: Topology = STANDALONE
+    namespace: bool | str = False
+    failover_given: bool = False
 
     def __repr__(self) -> str:
-        return f"TenantSettings(name={self.name!r}, endpoint={self.endpoint!r})"
+        namespace = f", namespace={self.namespace!r}" if self.namespace is not False else ""
+        return f"TenantSettings(name={self.name!r}, endpoint={self.endpoint!r}{namespace})"
+
+    # -- the key namespace ------------------------------------------------------------
+
+    def key_prefix(self, name: str) -> str | None:
+        """The key prefix of tenant ``name`` under these settings, ``None`` if none.
+
+        ``namespace=True`` derives it from the name: ``"acme:"``, or ``"{acme}:"`` on a
+        Cluster tenant so all of a tenant's keys share one hash slot.
+
+        Raises:
+            TenantConfigError: ``namespace=True`` and no name to derive it from.
+        """
+        namespace = self.namespace
+        if isinstance(namespace, str):
+            return namespace
+        if not namespace:
+            return None
+        self.check_tenant(name)
+        return f"{{{name}}}:" if self.topology.kind == "cluster" else f"{name}:"
+
+    def check_tenant(self, name: str) -> None:
+        """Refuse these settings for tenant ``name`` if its key prefix can't be derived.
+
+        Called at registration for every name (settings are shared, the name is not).
+        """
+        if self.namespace is not True:
+            return
+        where = f"tenant {name!r}"
+        if not name:
+            raise TenantConfigError(
+                f"{where}: namespace=True derives the key prefix from the tenant's name, "
+                "and this tenant's name is '' (set ENV, or give the prefix: namespace='app:')"
+            )
+        if self.topology.kind == "cluster" and not _has_hash_tag(f"{{{name}}}:"):
+            raise TenantConfigError(
+                f"{where}: a name starting with '}}' makes no cluster hash tag; "
+                "give the prefix explicitly, e.g. namespace='{app}:'"
+            )
+
+    # -- derived copies ---------------------------------------------------------------
 
     def with_async(self, async_kwargs: Mapping[str, Any], topology: Topology) -> TenantSettings:
         """Return a copy whose async side uses ``async_kwargs`` (already validated)."""
         return replace(
             self,
             async_kwargs=MappingProxyType(dict(async_kwargs)),
-            async_endpoint=describe_endpoint(async_kwargs, topology),
+            async_endpoint=_describe(async_kwargs, topology),
             async_topology=topology,
         )
 
@@ -219,67 +303,269 @@ class TenantSettings:
             async_topology=sync if same else replace(self.async_topology, failover=failover),
         )
 
+    def with_failover_added(
+        self, urls: Iterable[object], *, tenant: str | None = None
+    ) -> TenantSettings:
+        """Return a copy with failover ``urls`` appended (tried in the order given).
 
-def parse_settings(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> TenantSettings:
+        A URL may carry its own credentials and db; parts it leaves out are the
+        primary's. ``tenant`` names the tenant in errors (default: :attr:`name`).
+
+        Raises:
+            TenantConfigError: no URL, a bad URL, a duplicate endpoint, or a tenant
+                that cannot fail over (Sentinel, Cluster, unix socket, own pool).
+        """
+        where = self._where(tenant)
+        urls = tuple(urls)
+        if not urls:
+            raise TenantConfigError(f"{where}: add_failover needs at least one url")
+        if self.topology.kind != "standalone":
+            raise TenantConfigError(
+                f"{where}: failover urls need a redis:// or rediss:// primary, "
+                f"not a {self.topology.kind} tenant"
+            )
+        failover = _failover_endpoints(where, self.redis_kwargs, self.topology.failover, urls)
+        return self.with_failover(failover)
+
+    def with_failover_removed(self, url: object, *, tenant: str | None = None) -> TenantSettings:
+        """Return a copy without the failover endpoint ``url`` (matched by host, port, db).
+
+        Raises:
+            TenantConfigError: a bad URL, or one that is not a failover endpoint.
+        """
+        where = self._where(tenant)
+        kwargs = self.redis_kwargs
+        place = _failover_endpoint(where, url, kwargs).place(kwargs)
+        failover = self.topology.failover
+        kept = tuple(e for e in failover if e.place(kwargs) != place)
+        if len(kept) == len(failover):
+            shown = redact_url(url) if isinstance(url, str) else "that url"
+            raise TenantConfigError(
+                f"{where}: {shown} is not one of its failover urls "
+                f"({self.topology.failover_shown or 'it has none'})"
+            )
+        return self.with_failover(kept)
+
+    def with_failover_of(
+        self, previous: TenantSettings, *, tenant: str | None = None
+    ) -> TenantSettings:
+        """The settings to store when these replace ``previous`` for the same tenant.
+
+        A re-registration that did not pass ``failover_urls=`` keeps the failover
+        endpoints the tenant has (those it was registered with and those added at
+        runtime), in their order; one that passed ``failover_urls=`` (``[]`` included)
+        gets exactly those. An endpoint that is now the primary is dropped from the
+        list, and a tenant that is no longer a plain ``redis://``/``rediss://`` one
+        (Sentinel, Cluster, unix socket) has no failover list to keep.
+
+        Raises:
+            TenantConfigError: the new primary switched between ``redis://`` and
+                ``rediss://``: the kept endpoints would change protocol with it, so
+                the call must say the new list with ``failover_urls=``.
+        """
+        endpoints = previous.topology.failover
+        if self.failover_given or not endpoints or self.topology.kind != "standalone":
+            return self
+        kwargs = self.redis_kwargs
+        if bool(kwargs.get("ssl")) != bool(previous.redis_kwargs.get("ssl")):
+            was, now = (
+                ("rediss://", "redis://") if not kwargs.get("ssl") else ("redis://", "rediss://")
+            )
+            raise TenantConfigError(
+                f"{self._where(tenant)}: its failover urls ({previous.topology.failover_shown}) "
+                f"use {was} but the new primary uses {now}: pass failover_urls= with the new "
+                "list (or failover_urls=[] for none)"
+            )
+        taken = {_primary(kwargs).place(kwargs)}
+        kept = []
+        for endpoint in endpoints:
+            place = endpoint.place(kwargs)
+            if place not in taken:
+                taken.add(place)
+                kept.append(replace(endpoint, shown=endpoint.describe(kwargs)))
+        return self.with_failover(tuple(kept)) if kept else self
+
+    def _where(self, tenant: str | None) -> str:
+        return f"tenant {self.name if tenant is None else tenant!r}"
+
+
+def parse_settings(
+    name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], *, where: str | None = None
+) -> TenantSettings:
     """Validate a ``set_REDIS_DB_settings(name, *args, **kwargs)`` call.
 
-    ``args`` and ``kwargs`` are what Popoto hands to ``redis.Redis``; ``url=`` is
-    parsed with redis-py's own ``parse_url`` and wins over explicit keywords, as in
-    ``redis.Redis.from_url``.
+    ``args`` and ``kwargs`` are what Popoto hands to ``redis.Redis``. ``url=`` gives
+    the parts it names (host, port, db, credentials, query options); a keyword may
+    fill a part the URL leaves out, as in ``redis.Redis.from_url(url, db=3)`` for a
+    URL without a db. A keyword that *contradicts* the URL (``url=".../0", db=3``) is
+    refused rather than warned about: a ``UserWarning`` is easily lost (or, under
+    ``-W error``, turned into a crash at an unexpected place), while the silent winner
+    would connect a tenant to another tenant's db on a shared server.
+
+    The router's own keywords are consumed here: ``namespace=`` is kept as given
+    (resolved per tenant by :meth:`TenantSettings.key_prefix`), and whether
+    ``failover_urls=`` was passed is recorded for :meth:`TenantSettings.with_failover_of`.
+    ``where`` replaces ``"tenant '<name>'"`` at the start of error messages.
+
+    Example::
+
+        parse_settings("acme", (), {"url": "valkey://cache:6379", "db": 3, "namespace": True})
 
     Raises:
-        TenantConfigError: naming the tenant and the offending keyword or URL.
+        TenantConfigError: naming the tenant and the offending keyword or URL part.
     """
-    sync, topology = normalize_kwargs(name, args, kwargs, for_async=False)
+    where = where or f"tenant {name!r}"
+    sync, topology = normalize_kwargs(name, args, kwargs, for_async=False, where=where)
+    namespace = kwargs.get("namespace")
+    if isinstance(namespace, str) and topology.kind == "cluster" and not _has_hash_tag(namespace):
+        raise TenantConfigError(
+            f"{where}: on a Cluster tenant the key prefix must hold a non-empty "
+            "{hash tag}, e.g. namespace='{acme}:', so all its keys share one hash slot"
+        )
     derived = derive_async_kwargs(sync)
     return TenantSettings(
         name=name,
         redis_kwargs=MappingProxyType(sync),
         async_kwargs=MappingProxyType(derived),
-        endpoint=describe_endpoint(sync, topology),
-        async_endpoint=describe_endpoint(derived, topology),
+        endpoint=_describe(sync, topology),
+        async_endpoint=_describe(derived, topology),
         topology=topology,
         async_topology=topology,
+        namespace=namespace or False,
+        failover_given=kwargs.get("failover_urls") is not None,
     )
 
 
+def default_settings(name: str, url: str | None) -> TenantSettings:
+    """The default tenant's settings: ``url``, else ``REDIS_URL``, else :data:`FALLBACK_URL`.
+
+    An error in a URL read from ``REDIS_URL`` names the variable, so a bad environment
+    is recognisable from the message alone.
+    """
+    if not url:
+        from_env = os.environ.get("REDIS_URL")
+        if from_env:
+            return parse_settings(
+                name, (), {"url": from_env}, where=f"REDIS_URL (default tenant {name!r})"
+            )
+        url = FALLBACK_URL
+    return parse_settings(name, (), {"url": url})
+
+
 def normalize_kwargs(
-    name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], *, for_async: bool
+    name: str,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    *,
+    for_async: bool,
+    where: str | None = None,
 ) -> tuple[dict[str, Any], Topology]:
     """Bind positional arguments, merge ``url=``, apply defaults and check types.
 
     Returns the client keywords and the topology (router keywords removed).
     """
+    where = where or f"tenant {name!r}"
     params = _ASYNC_PARAMS if for_async else _SYNC_PARAMS
     client = "redis.asyncio.Redis" if for_async else "redis.Redis"
-    where = f"tenant {name!r}"
+    for key in kwargs:
+        if not isinstance(key, str):
+            raise TenantConfigError(
+                f"{where}: setting names must be str, got a {type(key).__name__}"
+            )
     given = dict(kwargs)
     url = given.pop("url", None)
     own = {k: given.pop(k) for k in _ROUTER_KEYWORDS & given.keys()}
+    if "namespace" in own:
+        if for_async:
+            raise TenantConfigError(
+                f"{where}: namespace is set per tenant with set_REDIS_DB_settings (or "
+                "Router.register), not per client side: set_async_redis_db_settings only "
+                "changes how the async client connects"
+            )
+        require("namespace", own.pop("namespace"), NAMESPACE, where)
     _reject_unknown(where, given, params, client, source="keyword")
     signature = _ASYNC_SIGNATURE if for_async else _SYNC_SIGNATURE
+    merged = _bind(where, signature, client, args, given)
+    _check_values(where, merged)
+    nodes: tuple[tuple[str, int], ...] = ()
+    service = ""
+    if url is not None:
+        parsed = parse_url(url, where)
+        _refuse_conflicts(where, merged, parsed)
+        from_url = dict(parsed.kwargs)
+        source = f"query argument in url {parsed.shown}:"
+        _reject_unknown(where, from_url, params, client, source=source, own=False)
+        _check_values(where, from_url)
+        merged.update(from_url)
+        if parsed.kind in ("sentinel", "cluster"):
+            nodes, service = parsed.nodes, parsed.service
+            own.setdefault("cluster", parsed.kind == "cluster")
+    merged.setdefault("socket_timeout", DEFAULT_SOCKET_TIMEOUT)
+    merged.setdefault("socket_connect_timeout", DEFAULT_SOCKET_CONNECT_TIMEOUT)
+    return merged, _topology(where, merged, own, nodes, service)
+
+
+def _bind(
+    where: str,
+    signature: inspect.Signature,
+    client: str,
+    args: tuple[Any, ...],
+    given: dict[str, Any],
+) -> dict[str, Any]:
+    """``args`` and ``given`` as keywords of ``client``'s constructor."""
+    if not args:
+        # Every name in ``given`` is known to be a parameter: nothing to bind, and
+        # Signature.bind_partial costs more than the rest of the parse together.
+        return dict(given)
     try:
         bound = signature.bind_partial(*args, **given)
     except TypeError as exc:
-        raise TenantConfigError(f"{where}: bad arguments for {client}: {exc}") from None
-    merged: dict[str, Any] = dict(bound.arguments)
-    nodes: tuple[tuple[str, int], ...] = ()
-    service = ""
-    if isinstance(url, str) and url.startswith((_SENTINEL_SCHEME, _CLUSTER_SCHEME)):
-        from_url, nodes, service = _multi_host_url(where, url, params, client)
-        merged.update(from_url)
-        own.setdefault("cluster", url.startswith(_CLUSTER_SCHEME))
-    elif url is not None:
-        merged.update(_url_kwargs(where, url, params, client))
-    merged.setdefault("socket_timeout", DEFAULT_SOCKET_TIMEOUT)
-    merged.setdefault("socket_connect_timeout", DEFAULT_SOCKET_CONNECT_TIMEOUT)
-    for key, value in merged.items():
+        # Names parameters, never values; raised below, outside this block.
+        problem = str(exc)
+    else:
+        return dict(bound.arguments)
+    raise TenantConfigError(f"{where}: bad arguments for {client}: {problem}")
+
+
+def _check_values(where: str, values: Mapping[str, Any]) -> None:
+    for key, value in values.items():
         check = _CHECKS.get(key)
-        if check is not None and not check[0](value):
-            raise TenantConfigError(
-                f"{where}: {key} must be {check[1]}, got {describe_value(key, value)}"
-            )
-    return merged, _topology(where, merged, own, nodes, service)
+        if check is not None:
+            require(key, value, check, where)
+
+
+def _refuse_conflicts(where: str, given: Mapping[str, Any], parsed: ParsedUrl) -> None:
+    """Refuse keywords that contradict what ``url=`` says (see :func:`parse_settings`)."""
+    if parsed.kind in ("unix", "sentinel", "cluster"):
+        scheme = parsed.shown.partition("://")[0]
+        for key in _PLACE_KEYWORDS:
+            if key in given:
+                raise TenantConfigError(
+                    f"{where}: {key}= has no meaning next to a {scheme}:// url, "
+                    "which says where to connect: drop it"
+                )
+    if parsed.kind == "tcp" and given.get("ssl") is True:
+        raise TenantConfigError(
+            f"{where}: ssl=True conflicts with the url, whose scheme says no TLS: "
+            "use rediss:// (or valkeys://)"
+        )
+    for key, from_url in parsed.kwargs.items():
+        if key not in given or _same(given[key], from_url):
+            continue
+        if key in ("host", "port", "db"):
+            said = f"{key}={given[key]!r} conflicts with the url, which says {from_url!r}"
+        else:
+            said = f"{key}= differs from the {key} the url gives"
+        raise TenantConfigError(f"{where}: {said}: give it in one place only")
+
+
+def _same(given: Any, from_url: Any) -> bool:
+    both_numbers = all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in (given, from_url)
+    )
+    if both_numbers or type(given) is type(from_url):
+        return bool(given == from_url)
+    return False
 
 
 def _topology(
@@ -290,13 +576,10 @@ def _topology(
     service: str,
 ) -> Topology:
     """Decide the topology from the router keywords; reject combinations that can't work."""
-    try:
-        policy = CircuitPolicy(
-            cooldown=own.pop("failover_cooldown", DEFAULT_POLICY.cooldown),
-            threshold=own.pop("failover_threshold", DEFAULT_POLICY.threshold),
-        )
-    except TenantConfigError as exc:
-        raise TenantConfigError(f"{where}: {exc.message}") from None
+    cooldown = own.pop("failover_cooldown", DEFAULT_POLICY.cooldown)
+    threshold = own.pop("failover_threshold", DEFAULT_POLICY.threshold)
+    check_policy(cooldown, threshold, where)
+    policy = CircuitPolicy(cooldown=cooldown, threshold=threshold)
     if policy == DEFAULT_POLICY:
         policy = DEFAULT_POLICY
     failover_urls = own.pop("failover_urls", None)
@@ -348,22 +631,25 @@ def _topology(
             raise TenantConfigError(
                 f"{where}: failover_urls must be a list of URLs, got {type(failover_urls).__name__}"
             )
-        failover = add_failover_endpoints(where, kwargs, (), failover_urls)
+        failover = _failover_endpoints(where, kwargs, (), failover_urls)
     if kind == "standalone" and not failover and policy is DEFAULT_POLICY:
         return STANDALONE
     return Topology(kind, nodes, service, failover, policy, sentinel_kwargs)
 
 
-def add_failover_endpoints(
-    where: str, kwargs: Mapping[str, Any], existing: tuple[Endpoint, ...], urls: Any
+def _primary(kwargs: Mapping[str, Any]) -> Endpoint:
+    return Endpoint(kwargs.get("host", "localhost"), kwargs.get("port", 6379))
+
+
+def _failover_endpoints(
+    where: str, kwargs: Mapping[str, Any], existing: tuple[Endpoint, ...], urls: Iterable[object]
 ) -> tuple[Endpoint, ...]:
     """Validate failover ``urls`` for a primary with ``kwargs``; return the extended list."""
-    primary = Endpoint(kwargs.get("host", "localhost"), kwargs.get("port", 6379))
-    taken = {endpoint_place(e, kwargs) for e in (primary, *existing)}
+    taken = {e.place(kwargs) for e in (_primary(kwargs), *existing)}
     result = list(existing)
     for url in urls:
         endpoint = _failover_endpoint(where, url, kwargs)
-        key = endpoint_place(endpoint, kwargs)
+        key = endpoint.place(kwargs)
         if key in taken:
             raise TenantConfigError(
                 f"{where}: failover url {endpoint.shown} is already an endpoint of this tenant"
@@ -373,149 +659,89 @@ def add_failover_endpoints(
     return tuple(result)
 
 
-def endpoint_place(endpoint: Endpoint, primary: Mapping[str, Any]) -> tuple[str, int, int]:
-    """Where ``endpoint`` connects (host, port, db), an unset db being the primary's:
-    two endpoints with the same place are the same endpoint."""
-    db = (primary.get("db") or 0) if endpoint.db is None else endpoint.db
-    return endpoint.host, endpoint.port, db
-
-
 def _failover_endpoint(where: str, url: object, primary: Mapping[str, Any]) -> Endpoint:
     if not isinstance(url, str):
         raise TenantConfigError(f"{where}: a failover url must be a str, got {type(url).__name__}")
-    shown = redact_url(url)
-    parsed = _url_kwargs(where, url, _SYNC_PARAMS, "redis.Redis")
-    if "unix_socket_path" in parsed:
+    parsed = parse_url(url, f"{where}: failover url")
+    shown = parsed.shown
+    if parsed.kind == "unix":
         raise TenantConfigError(f"{where}: failover url {shown}: unix sockets cannot fail over")
-    if bool(parsed.get("ssl")) != bool(primary.get("ssl")):
+    if parsed.kind not in ("tcp", "tls"):
+        raise TenantConfigError(
+            f"{where}: failover url {shown} must be a redis:// or rediss:// url "
+            "(Sentinel and Cluster do their own failover)"
+        )
+    found = parsed.kwargs
+    if bool(found.get("ssl")) != bool(primary.get("ssl")):
         want = "rediss://" if primary.get("ssl") else "redis://"
         raise TenantConfigError(f"{where}: failover url {shown} must use {want} like the primary")
-    extra = sorted(set(parsed) - _FAILOVER_URL_KEYS)
+    extra = sorted(set(found) - _FAILOVER_URL_KEYS)
     if extra:
         raise TenantConfigError(
             f"{where}: failover url {shown} may only give host, port, db and credentials; "
             f"drop {', '.join(extra)} (the primary's options apply)"
         )
-    inherited = {k: primary.get(k) for k in ("db", "username", "password", "ssl")}
-    if parsed.get("password") is not None:
-        inherited.pop("username")
-    return Endpoint(
-        host=parsed["host"],
-        port=int(parsed.get("port", 6379)),
-        db=parsed.get("db"),
-        username=parsed.get("username"),
-        password=parsed.get("password"),
-        shown=describe_endpoint({**inherited, **parsed}),
+    endpoint = Endpoint(
+        host=found["host"],
+        port=found.get("port", 6379),
+        db=found.get("db"),
+        username=found.get("username"),
+        password=found.get("password"),
     )
+    return replace(endpoint, shown=endpoint.describe(primary))
 
 
 def _node_list(where: str, value: object, what: str) -> tuple[tuple[str, int], ...]:
+    """``(host, port)`` pairs; errors show positions and types, never the items (a
+    password pasted into the list must not come back in the message)."""
     if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
-        raise TenantConfigError(f"{where}: {what} must be a non-empty list of (host, port)")
+        raise TenantConfigError(
+            f"{where}: {what} must be a non-empty list of (host, port), "
+            f"got {describe_value(what, value)}"
+        )
     nodes = []
-    for item in value:
+    for index, item in enumerate(value):
         ok = isinstance(item, list | tuple) and len(item) == 2
-        if not ok or not isinstance(item[0], str) or not _is_int(item[1]):
-            raise TenantConfigError(f"{where}: {what} must be (host, port) pairs, got {item!r}")
-        nodes.append((item[0], int(item[1])))
+        if not ok or not HOST(item[0]) or not PORT(item[1]):
+            raise TenantConfigError(
+                f"{where}: {what} must be (host, port) pairs of a host name and an int "
+                f"in 1..65535; item {index} is {describe_value(what, item)}"
+            )
+        nodes.append((item[0], item[1]))
     return tuple(nodes)
 
 
-def _multi_host_url(
-    where: str, url: str, params: frozenset[str], client: str
-) -> tuple[dict[str, Any], tuple[tuple[str, int], ...], str]:
-    """Parse ``redis+sentinel://[u:p@]h1:p1,h2:p2/service[/db]`` or ``redis+cluster://...``.
-
-    Returns the data nodes' client keywords, the host list and the service name.
-    """
-    shown = redact_url(url)
-    sentinel = url.startswith(_SENTINEL_SCHEME)
-    rest = url.split("://", 1)[1]
-    if "?" in rest or "#" in rest:
-        raise TenantConfigError(
-            f"{where}: invalid url {shown}: query options are not read here; pass them as keywords"
-        )
-    netloc, _, path = rest.partition("/")
-    userinfo, _, hosts = netloc.rpartition("@")
-    parsed: dict[str, Any] = {}
-    if userinfo:
-        user, _, password = userinfo.partition(":")
-        if user:
-            parsed["username"] = unquote(user)
-        if password:
-            parsed["password"] = unquote(password)
-    nodes = []
-    for item in hosts.split(","):
-        host, port = _host_port(item, 26379 if sentinel else 6379)
-        if not host:
-            raise TenantConfigError(f"{where}: invalid url {shown}: empty host in {hosts!r}")
-        if port is None:
-            raise TenantConfigError(f"{where}: invalid url {shown}: bad port in {item!r}")
-        nodes.append((host, port))
-    parts = [p for p in path.split("/") if p]
-    service = ""
-    if sentinel:
-        if not parts:
-            raise TenantConfigError(
-                f"{where}: invalid url {shown}: needs the service name, as "
-                "redis+sentinel://host:26379/<service_name>[/db]"
-            )
-        service = unquote(parts.pop(0))
-    if parts:
-        if len(parts) > 1 or not parts[0].isdigit():
-            raise TenantConfigError(f"{where}: invalid url {shown}: bad db {'/'.join(parts)!r}")
-        parsed["db"] = int(parts[0])
-    _reject_unknown(where, parsed, params, client, source="part of url")
-    return parsed, tuple(nodes), service
-
-
-def _host_port(item: str, default: int) -> tuple[str, int | None]:
-    if item.startswith("["):
-        host, _, tail = item[1:].partition("]")
-        port_text = tail[1:] if tail.startswith(":") else ""
-    else:
-        host, _, port_text = item.partition(":")
-    if not port_text:
-        return host, default
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        return host, None
-    return host, int(port_text)
-
-
 def _reject_unknown(
-    where: str, given: Mapping[str, Any], params: frozenset[str], client: str, *, source: str
+    where: str,
+    given: Mapping[str, Any],
+    params: frozenset[str],
+    client: str,
+    *,
+    source: str,
+    own: bool = True,
 ) -> None:
-    unknown = sorted(set(given) - params - _OWN_KEYWORDS)
+    """Refuse names ``client`` does not take (the router's own keywords too, unless
+    ``own``: a URL's query cannot set them)."""
+    known = params | _OWN_KEYWORDS if own else params
+    unknown = sorted(set(given) - known)
     if not unknown:
         return
     hints = []
     for key in unknown:
-        close = difflib.get_close_matches(key, sorted(params | _OWN_KEYWORDS), n=1)
-        hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        shown = query_name(key)
+        close = difflib.get_close_matches(key, sorted(known), n=1) if shown[0] == "'" else []
+        hints.append(shown + (f" (did you mean {close[0]!r}?)" if close else ""))
     raise TenantConfigError(f"{where}: unknown {source} {', '.join(hints)} for {client}")
 
 
-def _url_kwargs(where: str, url: object, params: frozenset[str], client: str) -> dict[str, Any]:
-    """Parse ``url`` with redis-py and express it as client keywords."""
-    if not isinstance(url, str):
-        raise TenantConfigError(f"{where}: url must be a str, got {type(url).__name__}")
-    shown = redact_url(url)
-    try:
-        parsed: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
-    except (ValueError, TypeError) as exc:
-        reason = redact_text(str(exc))
-        raise TenantConfigError(f"{where}: invalid url {shown}: {reason}") from None
-    connection_class = parsed.pop("connection_class", None)
-    if connection_class is UnixDomainSocketConnection:
-        if "path" not in parsed:
-            raise TenantConfigError(f"{where}: invalid url {shown}: unix:// needs a socket path")
-        parsed["unix_socket_path"] = parsed.pop("path")
-    elif connection_class is SSLConnection:
-        parsed["ssl"] = True
-    elif not parsed.get("host"):
-        raise TenantConfigError(f"{where}: invalid url {shown}: no host")
-    _reject_unknown(where, parsed, params, client, source=f"query argument in url {shown}:")
-    return parsed
+def _has_hash_tag(prefix: str) -> bool:
+    """Whether ``prefix`` has a Redis Cluster hash tag: ``{`` then a non-empty tag then ``}``."""
+    start = prefix.find("{")
+    return start >= 0 and prefix.find("}", start + 1) > start + 1
+
+
+def _describe(kwargs: Mapping[str, Any], topology: Topology) -> str:
+    return describe_endpoint(kwargs, topology.kind, topology.nodes, topology.service)
 
 
 _SYNC_ONLY = _SYNC_PARAMS - _ASYNC_PARAMS
@@ -537,29 +763,3 @@ def derive_async_kwargs(sync_kwargs: Mapping[str, Any]) -> dict[str, Any]:
             supported_errors=retry._supported_errors,  # type: ignore[arg-type]
         )
     return derived
-
-
-def describe_endpoint(kwargs: Mapping[str, Any], topology: Topology = STANDALONE) -> str:
-    """A redacted URL-like description of where ``kwargs`` connect."""
-    if topology.kind in ("sentinel", "cluster"):
-        auth = f"{kwargs.get('username') or ''}:{MASK}@" if kwargs.get("password") else ""
-        hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in topology.nodes)
-        if topology.kind == "cluster":
-            return f"redis+cluster://{auth}{hosts}"
-        return f"redis+sentinel://{auth}{hosts}/{topology.service}/{kwargs.get('db', 0)}"
-    pool = kwargs.get("connection_pool")
-    if pool is not None:
-        kwargs = pool.connection_kwargs
-    db = kwargs.get("db", 0)
-    auth = ""
-    if kwargs.get("password") or kwargs.get("credential_provider"):
-        user = kwargs.get("username") or ""
-        auth = f"{user}:{MASK}@"
-    if kwargs.get("unix_socket_path") or kwargs.get("path"):
-        path = kwargs.get("unix_socket_path") or kwargs.get("path")
-        return f"unix://{auth}{path}?db={db}"
-    scheme = "rediss" if kwargs.get("ssl") else "redis"
-    host = kwargs.get("host", "localhost")
-    if ":" in str(host):
-        host = f"[{host}]"
-    return f"{scheme}://{auth}{host}:{kwargs.get('port', 6379)}/{db}"

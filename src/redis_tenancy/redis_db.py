@@ -69,15 +69,25 @@ def _beginning_of_time() -> int:
 
 
 def _make_default_router() -> Router:
+    """The router of the module-level names, configured from the environment.
+
+    A bad ``REDIS_URL`` fails here with an error naming the variable; a bad
+    ``REDIS_TENANCY_CONFIG`` file with one naming the file, the tenant and the key.
+    """
     strict = os.environ.get("REDIS_TENANCY_REQUIRE_TENANT", "").strip().lower()
     router = Router(require_tenant=strict in {"1", "true", "yes", "on"})
     path = os.environ.get("REDIS_TENANCY_CONFIG")
     if path:
         tenants = read_config(path)
+        problem: TenantConfigError | None = None
         try:
             router.register_many(tenants)
         except TenantConfigError as exc:
-            raise TenantConfigError(f"{path}: {exc.message}") from None
+            problem = exc
+        if problem is not None:
+            # Raised outside the except block: nothing of the first error's chain
+            # rides along as __context__ (its message is kept, already redacted).
+            raise TenantConfigError(f"{path}: {problem.message}")
     return router
 
 
