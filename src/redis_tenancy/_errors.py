@@ -12,7 +12,8 @@ describes it, so ``except TypeError`` / ``except ValueError`` keep working too::
     ├── NoActiveTenantError             (RuntimeError) strict mode, outside tenant()
     ├── NoEventLoopError                (RuntimeError) async proxy without a running loop
     ├── ConnectionBudgetExceededError   no connection slot freed up in time
-    └── NoHealthyEndpointError          (redis ConnectionError) every endpoint is down
+    ├── NoHealthyEndpointError          (redis ConnectionError) every endpoint is down
+    └── TenantContextError              (RuntimeError) a tenant() block exited unentered
 
 Errors that Redis itself returns (``redis.exceptions.*``) pass through untouched.
 Messages are built from redacted values only: no password or token ever reaches
@@ -33,6 +34,7 @@ __all__ = [
     "NoHealthyEndpointError",
     "PopotoException",
     "TenantConfigError",
+    "TenantContextError",
     "UnknownTenantError",
 ]
 
@@ -99,4 +101,12 @@ class ConnectionBudgetExceededError(PopotoException):
 
     Deliberately not a ``redis.exceptions.ConnectionError``: redis-py's retries would
     otherwise wait for the budget again, ten times over.
+    """
+
+
+class TenantContextError(PopotoException, RuntimeError):
+    """A ``tenant()`` block exited without being entered in that thread or task.
+
+    Also raised by a second exit of the same entry. The active tenant is left as it
+    was: nothing is reset with another thread's or task's token.
     """
