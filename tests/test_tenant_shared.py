@@ -116,36 +116,34 @@ async def test_one_object_entered_by_many_tasks_at_once(
     everyone_in = asyncio.Event()
     errors: list[str] = []
 
-    async def request(index: int) -> None:
+    async def inside(index: int, rng: random.Random) -> None:
         nonlocal arrived
+        arrived += 1
+        if arrived == TASKS:
+            everyone_in.set()
+        await everyone_in.wait()  # every task is inside the shared block
+        if current_tenant() != "acme":
+            errors.append(f"{index}: {current_tenant()} inside")
+        if index % 3 == 0:
+            with tenant("initech"), acme:  # re-entered, nested
+                await asyncio.sleep(0)
+                if current_tenant() != "acme":
+                    errors.append(f"{index}: nested")
+            if current_tenant() != "acme":
+                errors.append(f"{index}: {current_tenant()} after nested")
+        for _ in range(rng.randrange(4)):
+            await asyncio.sleep(0)  # leave in a random order
+
+    async def request(index: int) -> None:
         outer = OUTER[index % len(OUTER)]
         rng = random.Random(index)
         async with tenant(outer):
-            block: Any = acme
             if index % 2:
-                async with block:
-                    arrived += 1
-                    if arrived == TASKS:
-                        everyone_in.set()
-                    await everyone_in.wait()
-                    if current_tenant() != "acme":
-                        errors.append(f"{index}: {current_tenant()} inside")
-                    with block:  # sync re-entry inside the async one
-                        await asyncio.sleep(0)
-                        if current_tenant() != "acme":
-                            errors.append(f"{index}: nested")
-                    for _ in range(rng.randrange(4)):
-                        await asyncio.sleep(0)
+                async with acme:
+                    await inside(index, rng)
             else:
-                with block:
-                    arrived += 1
-                    if arrived == TASKS:
-                        everyone_in.set()
-                    await everyone_in.wait()
-                    if current_tenant() != "acme":
-                        errors.append(f"{index}: {current_tenant()} inside")
-                    for _ in range(rng.randrange(4)):
-                        await asyncio.sleep(0)
+                with acme:
+                    await inside(index, rng)
             if current_tenant() != expect(outer):
                 errors.append(f"{index}: {current_tenant()} after exit")
 
