@@ -50,7 +50,7 @@ from collections.abc import (
 )
 from contextvars import Context, ContextVar, Token
 from types import TracebackType
-from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from ._errors import TenantContextError
 from ._settings import check_name
@@ -115,12 +115,9 @@ STACK_ONLY = _Shared()
 ATOMIC_SLOTS: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
-class _Entry(NamedTuple):
-    """One open entry kept on its context's stack (a linked list, newest first)."""
-
-    owner: TenantContext
-    token: Token[Any]
-    below: _Entry | None
+#: One open entry kept on its context's stack: (object, its token, the entry below).
+#: A plain tuple, not a NamedTuple: its constructor is C, this is on every shared entry.
+_Entry = tuple["TenantContext", Token[Any], "_Entry | None"]
 
 
 #: Entries of shared objects, per thread/task (each context sees only its own).
@@ -163,11 +160,7 @@ class TenantContext:
         return f"tenant({self.name!r})"
 
     def __enter__(self) -> TenantContext:
-        router = self._router
-        try:
-            token = router.var.set(router.lookup[self.name])
-        except (KeyError, TypeError):
-            token = router.activate(self.name)  # raises UnknownTenantError
+        token = self._set_if_live() or self._router.activate(self.name)
         return self._hold(token)
 
     def __exit__(
@@ -179,11 +172,7 @@ class TenantContext:
         self._release()
 
     async def __aenter__(self) -> TenantContext:
-        router = self._router
-        try:
-            token = router.var.set(router.lookup[self.name])
-        except (KeyError, TypeError):
-            token = await router.aactivate(self.name)
+        token = self._set_if_live() or await self._router.aactivate(self.name)
         return self._hold(token)
 
     async def __aexit__(
@@ -196,6 +185,18 @@ class TenantContext:
 
     # -- where tokens are kept ------------------------------------------------------
 
+    def _set_if_live(self) -> Token[Any] | None:
+        """Activate a live tenant without the router's slow path; None if not live.
+
+        ``activate`` (sync) or ``aactivate`` (an async loader may be awaited) does
+        the rest: unknown names, never-used registrations, bad types.
+        """
+        router = self._router
+        try:
+            return router.var.set(router.lookup[self.name])
+        except (KeyError, TypeError):
+            return None
+
     def _hold(self, token: Token[Any]) -> TenantContext:
         """Keep ``token`` for the exit: on the object if it is free, else stacked."""
         if self._token is None and ATOMIC_SLOTS:
@@ -204,17 +205,19 @@ class TenantContext:
         return self._push(token)
 
     def _push(self, token: Token[Any]) -> TenantContext:
-        shared = _Shared()  # made before the slot is read: no call between read and write
         held = self._token
-        if held is None:
-            if ATOMIC_SLOTS:  # freed since the caller looked
-                self._token = token
-                return self
-            self._token = held = STACK_ONLY  # every thread writes the same object
-        if held.__class__ is not _Shared:
-            shared.first = held  # type: ignore[assignment]
-            self._token = shared
-        _ENTRIES.set(_Entry(self, token, _ENTRIES.get()))
+        if held.__class__ is not _Shared:  # free, or one entry's token: claim or convert
+            shared = _Shared()
+            held = self._token  # read again after that call; no call from here to the write
+            if held is None:
+                if ATOMIC_SLOTS:  # freed since the caller looked
+                    self._token = token
+                    return self
+                self._token = STACK_ONLY  # every thread writes the same object
+            elif held.__class__ is not _Shared:
+                shared.first = held  # type: ignore[assignment]
+                self._token = shared
+        _ENTRIES.set((self, token, _ENTRIES.get()))
         return self
 
     def _release(self) -> None:
@@ -246,19 +249,19 @@ class TenantContext:
         passed: list[_Entry] = []
         entry = _ENTRIES.get()
         while entry is not None:
-            if entry.owner is self:
+            owner, token, below = entry
+            if owner is self:
                 try:
-                    entry.token.var.reset(entry.token)
+                    token.var.reset(token)
                 except (ValueError, RuntimeError):
                     pass  # inherited from the context this task was copied from
                 else:
-                    below = entry.below
                     for kept in reversed(passed):  # only if blocks were left out of order
-                        below = _Entry(kept.owner, kept.token, below)
+                        below = (kept[0], kept[1], below)
                     _ENTRIES.set(below)
                     return True
             passed.append(entry)
-            entry = entry.below
+            entry = below
         return False
 
     # -- decorator ------------------------------------------------------------------
