@@ -175,7 +175,7 @@ def check_connection() -> bool:
         client = get_REDIS_DB()
     except _UNREACHABLE as exc:  # a cluster client connects to learn its nodes
         return _unreachable(exc)
-    return _drive(_check_plan(_targets(client)), lambda node: _ping(client, node))
+    return _run_plan(_check_plan(_targets(client)), lambda node: _ping(client, node))
 
 
 async def async_check_connection() -> bool:
@@ -185,7 +185,7 @@ async def async_check_connection() -> bool:
         targets = await _async_targets(client)
     except _UNREACHABLE as exc:
         return _unreachable(exc)
-    return await _adrive(_check_plan(targets), lambda node: _aping(client, node))
+    return await _arun_plan(_check_plan(targets), lambda node: _aping(client, node))
 
 
 def scan_keys(pattern: str, count: int = 1000) -> list[Any]:
@@ -195,14 +195,14 @@ def scan_keys(pattern: str, count: int = 1000) -> list[Any]:
     """
     client = get_REDIS_DB()
     plan = _scan_plan(_targets(client, primaries=True), pattern, count)
-    return _drive(plan, lambda step: client.scan(**step[1], **_on(step[0])))
+    return _run_plan(plan, lambda step: client.scan(**step[1], **_on(step[0])))
 
 
 async def async_scan_keys(pattern: str, count: int = 1000) -> list[Any]:
     """Async version of :func:`scan_keys`."""
     client = await get_async_redis_db()
     plan = _scan_plan(await _async_targets(client, primaries=True), pattern, count)
-    return await _adrive(plan, lambda step: client.scan(**step[1], **_on(step[0])))
+    return await _arun_plan(plan, lambda step: client.scan(**step[1], **_on(step[0])))
 
 
 def print_redis_info() -> None:
@@ -211,7 +211,7 @@ def print_redis_info() -> None:
     For a Cluster tenant: one INFO per node, each logged with its node's name.
     """
     client = get_REDIS_DB()
-    _drive(_info_plan(_targets(client)), lambda node: client.info(**_on(node)))
+    _run_plan(_info_plan(_targets(client)), lambda node: client.info(**_on(node)))
 
 
 # -- the helpers' decisions, once; the drivers above only do the I/O ------------------
@@ -228,7 +228,7 @@ R = TypeVar("R")
 _UNREACHABLE = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
 
 
-def _drive(plan: Generator[Q, A, R], call: Callable[[Q], A]) -> R:
+def _run_plan(plan: Generator[Q, A, R], call: Callable[[Q], A]) -> R:
     try:
         request = next(plan)
         while True:
@@ -237,7 +237,7 @@ def _drive(plan: Generator[Q, A, R], call: Callable[[Q], A]) -> R:
         return done.value  # type: ignore[no-any-return]
 
 
-async def _adrive(plan: Generator[Q, A, R], call: Callable[[Q], Awaitable[A]]) -> R:
+async def _arun_plan(plan: Generator[Q, A, R], call: Callable[[Q], Awaitable[A]]) -> R:
     try:
         request = next(plan)
         while True:
