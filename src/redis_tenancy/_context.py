@@ -341,6 +341,8 @@ def fast_paths(
             reset(token)  # type: ignore[arg-type]
         except (TypeError, ValueError, RuntimeError):  # not a Token of this context
             return self._release()
+        # Another thread may have made the object shared since the reset (a call, so a
+        # possible thread switch): clear the slot only if it still holds our token.
         if self._token is token:
             self._token = None
         return None
