@@ -4,7 +4,8 @@ Measures, in one run and side by side:
 
 1. attribute access: ``proxy.get`` vs ``client.get`` (the same concrete client the proxy
    resolves to) vs werkzeug ``LocalProxy`` over a ContextVar holding that client;
-2. ``with tenant("acme"): pass`` (construction + enter + exit);
+2. ``with tenant("acme"): pass`` (construction + enter + exit), and entering one
+   object that concurrent threads share;
 3. loopback ``GET`` throughput through the proxy vs the direct client (paired blocks);
 4. the same for asyncio: attribute access on ``POPOTO_ASYNC_REDIS_DB`` vs the direct
    ``redis.asyncio.Redis``, and ``GET`` throughput (sequential awaits and gathered batches).
@@ -34,6 +35,7 @@ import asyncio
 import contextlib
 import dataclasses
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextvars import ContextVar, Token
@@ -250,6 +252,30 @@ class MinimalTenant:
         _MIN_VAR.reset(self._token)  # type: ignore[arg-type]
 
 
+def shared_tenant(name: str) -> tenant:
+    """A ``tenant(name)`` that was once entered by two threads at the same time.
+
+    From then on every entry of it keeps its token on its own thread's or task's
+    stack (the path a module-level object shared by concurrent requests takes).
+    """
+    block = tenant(name)
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with block:
+            inside.set()
+            leave.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    inside.wait()
+    with block:
+        pass
+    leave.set()
+    holder.join()
+    return block
+
+
 def bench_tenant_ctx(cfg: Config, checks: list[Check]) -> None:
     print("\n[2] `with tenant(...): pass`, ns per op, min of", cfg.ctx_repeats)
     reused = tenant(TENANT)
@@ -264,6 +290,11 @@ def bench_tenant_ctx(cfg: Config, checks: list[Check]) -> None:
                 "with c:\n    pass",
                 "c = obj",
                 {"obj": reused},
+            ),
+            "with <tenant obj shared by threads>: pass (enter+exit)": (
+                "with c:\n    pass",
+                "c = obj",
+                {"obj": shared_tenant(TENANT)},
             ),
             "ref: minimal slotted CM class, same work": (
                 "with t(name):\n    pass",

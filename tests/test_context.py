@@ -151,8 +151,20 @@ def test_thread_pool_does_not_carry_tenant_without_helper(three: Servers) -> Non
 @pytest.mark.parametrize("bad", [3, b"acme", ["acme"], 1.5, object()])
 def test_non_string_names_are_rejected(bad: object) -> None:
     before = default_router.names()
+
+    def enter() -> None:
+        with tenant(bad):  # type: ignore[arg-type]
+            pass
+
+    async def aenter() -> None:
+        async with tenant(bad):  # type: ignore[arg-type]
+            pass
+
     for call in (
-        lambda: tenant(bad),  # type: ignore[arg-type]
+        enter,
+        lambda: asyncio.run(aenter()),
+        lambda: tenant(bad)(current_tenant),  # type: ignore[arg-type]
+        lambda: default_router.tenant(bad),  # type: ignore[arg-type]
         lambda: set_REDIS_DB_settings(bad, host="127.0.0.1"),  # type: ignore[arg-type]
         lambda: default_router.activate(bad),  # type: ignore[arg-type]
     ):

@@ -18,6 +18,7 @@ from redis_tenancy import NoActiveTenantError, NoEventLoopError, Router
 from redis_tenancy.redis_db import (
     POPOTO_ASYNC_REDIS_DB,
     POPOTO_REDIS_DB,
+    get_async_redis_db,
     get_REDIS_DB,
     set_REDIS_DB_settings,
     tenant,
@@ -217,3 +218,22 @@ async def test_async_proxy_follows_loop_and_tenant(servers: Servers) -> None:
         return asyncio.run(inner())
 
     assert await asyncio.to_thread(other_loop) is not first
+
+
+async def test_dir_lists_the_active_tenants_own_attributes(servers: Servers) -> None:
+    """``dir(proxy)`` is the active client's ``dir()``, not the client class's."""
+    set_REDIS_DB_settings("acme", url=servers.a.url)
+    set_REDIS_DB_settings("globex", url=servers.b.url)
+    with tenant("acme"):
+        get_REDIS_DB().only_on_acme = 1  # type: ignore[attr-defined]
+        (await get_async_redis_db()).only_on_async_acme = 1  # type: ignore[attr-defined]
+    with tenant("globex"):
+        get_REDIS_DB().only_on_globex = 1  # type: ignore[attr-defined]
+        listed = dir(POPOTO_REDIS_DB)
+        assert "only_on_globex" in listed
+        assert "only_on_acme" not in listed
+        assert "only_on_async_acme" not in dir(POPOTO_ASYNC_REDIS_DB)
+    with tenant("acme"):
+        assert "only_on_acme" in dir(POPOTO_REDIS_DB)
+        assert "only_on_globex" not in dir(POPOTO_REDIS_DB)
+        assert "only_on_async_acme" in dir(POPOTO_ASYNC_REDIS_DB)

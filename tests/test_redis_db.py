@@ -278,3 +278,31 @@ def test_bad_beginning_of_time_is_logged_and_stays_zero() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0"
     assert "BEGINNING_OF_TIME" in result.stderr
+
+
+def test_helper_plans_decide_without_io(caplog: pytest.LogCaptureFixture) -> None:
+    """The sync and async helpers share these plans; only the calls differ."""
+
+    class Node:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    one, two = Node("h:1"), Node("h:2")
+    replies = iter([(7, [b"a"]), (0, [b"b"]), ({"h:1": 0}, [b"c"]), ({"h:2": 0}, [])])
+    asked: list[object] = []
+
+    def scan(step: tuple[object, dict[str, object]]) -> object:
+        asked.append((step[0], step[1]["cursor"]))
+        return next(replies)
+
+    assert redis_db._run_plan(redis_db._scan_plan([None], "k:*", 5), scan) == [b"a", b"b"]
+    assert redis_db._run_plan(redis_db._scan_plan([one, two], "k:*", 5), scan) == [b"c"]
+    assert asked == [(None, 0), (None, 7), (one, 0), (two, 0)]
+
+    errors = {one: None, two: ConnectionError("refused")}
+    with caplog.at_level(logging.WARNING, logger="POPOTO-REDIS_DB"):
+        assert redis_db._run_plan(redis_db._check_plan([one, two]), errors.get) is False
+        assert redis_db._run_plan(redis_db._check_plan([one]), errors.get) is True
+    assert [r.getMessage() for r in caplog.records] == [
+        "cluster node h:2 does not answer PING: refused"
+    ]

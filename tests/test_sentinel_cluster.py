@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import redis
 
-from redis_tenancy import TenantConfigError
-from redis_tenancy._embedded import RedisServer
+from redis_tenancy import TenantConfigError, redis_db
+from redis_tenancy._embedded import RedisServer, free_port
 from redis_tenancy.redis_db import (
     POPOTO_ASYNC_REDIS_DB,
     POPOTO_REDIS_DB,
@@ -417,3 +417,76 @@ def test_sentinel_tenant_follows_promotion_after_master_is_killed(
     with direct(replica) as on_new_master:
         assert on_new_master.mget("after", "async-after") == ["sync", "async"]
         assert on_new_master.info("replication")["role"] == "master"
+
+
+# ------------------------------------------------- cluster helpers: 1 node, 3 nodes, none
+
+
+@pytest.fixture(scope="module")
+def single() -> Iterator[Cluster]:
+    """A cluster of one primary holding all 16384 slots."""
+    started = start_cluster(1)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def run_helper(mode: str, name: str, *args: Any) -> Any:
+    """Call the sync helper ``name``, or its async twin on a fresh event loop."""
+    if mode == "sync":
+        return getattr(redis_db, name)(*args)
+    return asyncio.run(getattr(redis_db, f"async_{name}")(*args))
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("size", [1, 3])
+def test_cluster_helpers_on_one_and_three_node_clusters(
+    single: Cluster, cluster: Cluster, size: int, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    nodes = single if size == 1 else cluster
+    for node in nodes.nodes:
+        with direct(node) as client:
+            client.flushall()
+    register_cluster("c", nodes, "url")
+    with tenant("c"), caplog.at_level(logging.INFO, logger="POPOTO-REDIS_DB"):
+        for key in KEYS:
+            POPOTO_REDIS_DB.set(key, key)
+        assert run_helper(mode, "check_connection") is True
+        found = run_helper(mode, "scan_keys", "k:*", 50)
+        print_redis_info()
+    assert sorted(found) == sorted(key.encode() for key in KEYS)
+    info_lines = [r.getMessage() for r in caplog.records if "redis_version" in r.getMessage()]
+    assert sorted(line.split(": ", 1)[0] for line in info_lines) == sorted(
+        f"node {node.address}" for node in nodes.nodes
+    )
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_check_connection_false_for_unreachable_cluster(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nobody listens on the port: the README promises ``False``, not an exception."""
+    set_REDIS_DB_settings("gone", url=f"redis+cluster://127.0.0.1:{free_port()}", **FAST)
+    with tenant("gone"), caplog.at_level(logging.WARNING, logger="POPOTO-REDIS_DB"):
+        assert run_helper(mode, "check_connection") is False
+    assert "can be reached" in caplog.text
+
+
+def test_check_connection_false_when_one_cluster_node_is_down(
+    single: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client knows the node, the node stops answering: logged by name, False."""
+    register_cluster("c", single, "url")
+    node = single.nodes[0]
+    with tenant("c"):
+        assert check_connection() is True
+        assert asyncio.run(async_check_connection()) is True
+        node.signal(signal.SIGSTOP)
+        try:
+            with caplog.at_level(logging.WARNING, logger="POPOTO-REDIS_DB"):
+                assert check_connection() is False
+        finally:
+            node.signal(signal.SIGCONT)
+    assert f"cluster node {node.address} does not answer PING" in caplog.text

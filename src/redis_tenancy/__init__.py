@@ -18,6 +18,7 @@ from ._errors import NoHealthyEndpointError as NoHealthyEndpointError
 from ._errors import PopotoException as PopotoException
 from ._errors import StaleClientError as StaleClientError
 from ._errors import TenantConfigError as TenantConfigError
+from ._errors import TenantContextError as TenantContextError
 from ._errors import UnknownTenantError as UnknownTenantError
 from ._failover import EndpointStatus as EndpointStatus
 from ._failover import FailoverEvent as FailoverEvent
@@ -64,6 +65,7 @@ __all__ = [
     "StaleClientError",
     "TenantConfigError",
     "TenantContext",
+    "TenantContextError",
     "TenantSettings",
     "TenantStatus",
     "UnknownTenantError",

@@ -14,7 +14,8 @@ describes it, so ``except TypeError`` / ``except ValueError`` keep working too::
     ├── StaleClientError                (RuntimeError) an object made before its tenant
     │                                   was replaced or removed
     ├── ConnectionBudgetExceededError   no connection slot freed up in time
-    └── NoHealthyEndpointError          (redis ConnectionError) every endpoint is down
+    ├── NoHealthyEndpointError          (redis ConnectionError) every endpoint is down
+    └── TenantContextError              (RuntimeError) a tenant() block exited unentered
 
 Errors that Redis itself returns (``redis.exceptions.*``) pass through untouched.
 Messages are built from redacted values only: no password or token ever reaches
@@ -46,6 +47,7 @@ __all__ = [
     "PopotoException",
     "StaleClientError",
     "TenantConfigError",
+    "TenantContextError",
     "Throttle",
     "UnknownTenantError",
     "Unresolved",
@@ -218,6 +220,14 @@ class ConnectionBudgetExceededError(_Throttled):
 
     Deliberately not a ``redis.exceptions.ConnectionError``: redis-py's retries would
     otherwise wait for the budget again, ten times over.
+    """
+
+
+class TenantContextError(PopotoException, RuntimeError):
+    """A ``tenant()`` block exited without being entered in that thread or task.
+
+    Also raised by a second exit of the same entry. The active tenant is left as it
+    was: nothing is reset with another thread's or task's token.
     """
 
 

@@ -32,7 +32,7 @@ from ._checks import (
     require,
 )
 from ._clients import is_cluster
-from ._context import TenantContext
+from ._context import TenantContext, fast_paths
 from ._errors import TenantConfigError, Unresolved, resolved
 from ._failover import FailoverEvent, TenantStatus
 from ._proxy import make_async_proxy, make_sync_proxy
@@ -128,6 +128,7 @@ class Router:
         self.var: ContextVar[Tenant | StrictSlot] = ContextVar(
             f"redis_tenancy.active_tenant.{id(self):x}", default=fallback
         )
+        self._tenant_class = _tenant_class(self)
         #: ``redis.Redis``-typed proxy to the active tenant's client.
         self.redis: redis.Redis = make_sync_proxy(self)
         #: ``redis.asyncio.Redis``-typed proxy for the running event loop.
@@ -357,7 +358,7 @@ class Router:
     def tenant(self, name: str | None = None) -> TenantContext:
         """A context manager / decorator that makes ``name`` the active tenant."""
         check_name(name)
-        return TenantContext(self, name)
+        return self._tenant_class(name)
 
     def activate(self, name: str | None) -> Token[Any]:
         """Set the active tenant and return the ContextVar token (for ``reset``).
@@ -449,6 +450,25 @@ class Router:
                 client.connection_pool.disconnect()
         if self.budget is not None:
             self.budget.close()
+
+
+def _tenant_class(router: Router) -> Callable[[str | None], TenantContext]:
+    """``tenant()`` bound to ``router`` once: its enter and exit are the fast ones."""
+    enter, exit_ = fast_paths(router)
+
+    def __init__(self: TenantContext, name: str | None) -> None:
+        self.name = name
+        self._token = None
+
+    namespace = {
+        "__slots__": (),
+        "__module__": __name__,
+        "_router": router,
+        "__init__": __init__,
+        "__enter__": enter,
+        "__exit__": exit_,
+    }
+    return type("RouterTenant", (TenantContext,), namespace)
 
 
 def _sync_view(kwargs: Mapping[str, Any]) -> dict[str, Any]:

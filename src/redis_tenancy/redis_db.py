@@ -19,18 +19,19 @@ Configuration read at import (nothing connects until the first command):
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
+import redis.exceptions
 
 from ._clients import is_cluster
 from ._config import read_config
-from ._context import TenantContext
+from ._context import TenantContext, fast_paths
 from ._errors import PopotoException, TenantConfigError, logger
 from ._failover import TenantStatus
 from ._router import Router
-from ._settings import check_name
 
 __all__ = [
     "BEGINNING_OF_TIME",
@@ -175,46 +176,24 @@ def check_connection() -> bool:
     """``True`` if the active tenant's server answers PING, else ``False``.
 
     For a Cluster tenant every node is pinged and each one that does not answer is
-    logged; the answer is ``True`` only if all do.
+    logged; the answer is ``True`` only if all do, and ``False`` when no node of the
+    cluster can be reached at all.
     """
-    client = get_REDIS_DB()
-    if is_cluster(client):
-        return _check_nodes(client)
     try:
-        client.ping()
-    except Exception:
-        return False
-    return True
-
-
-def _check_nodes(client: Any) -> bool:
-    healthy = True
-    for node in client.get_nodes():
-        try:
-            client.ping(target_nodes=node)
-        except Exception as exc:
-            logger.warning("cluster node %s does not answer PING: %s", node.name, exc)
-            healthy = False
-    return healthy
+        client = get_REDIS_DB()
+    except _UNREACHABLE as exc:  # a cluster client connects to learn its nodes
+        return _unreachable(exc)
+    return _run_plan(_check_plan(_targets(client)), lambda node: _ping(client, node))
 
 
 async def async_check_connection() -> bool:
     """Async version of :func:`check_connection`."""
     client = await get_async_redis_db()
-    if is_cluster(client):
-        healthy = True
-        for node in client.get_nodes():  # type: ignore[attr-defined]
-            try:
-                await client.ping(target_nodes=node)
-            except Exception as exc:
-                logger.warning("cluster node %s does not answer PING: %s", node.name, exc)
-                healthy = False
-        return healthy
     try:
-        await client.ping()
-    except Exception:
-        return False
-    return True
+        targets = await _async_targets(client)
+    except _UNREACHABLE as exc:
+        return _unreachable(exc)
+    return await _arun_plan(_check_plan(targets), lambda node: _aping(client, node))
 
 
 def scan_keys(pattern: str, count: int = 1000) -> list[Any]:
@@ -223,29 +202,15 @@ def scan_keys(pattern: str, count: int = 1000) -> list[Any]:
     For a Cluster tenant each primary is scanned once, so every key appears once.
     """
     client = get_REDIS_DB()
-    if is_cluster(client):
-        return list(client.scan_iter(match=pattern, count=count))
-    results: list[Any] = []
-    cursor = 0
-    while True:
-        cursor, keys = client.scan(cursor=cursor, match=pattern, count=count)
-        results.extend(keys)
-        if cursor == 0:
-            return results
+    plan = _scan_plan(_targets(client, primaries=True), pattern, count)
+    return _run_plan(plan, lambda step: client.scan(**step[1], **_on(step[0])))
 
 
 async def async_scan_keys(pattern: str, count: int = 1000) -> list[Any]:
     """Async version of :func:`scan_keys`."""
     client = await get_async_redis_db()
-    if is_cluster(client):
-        return [key async for key in client.scan_iter(match=pattern, count=count)]
-    results: list[Any] = []
-    cursor = 0
-    while True:
-        cursor, keys = await client.scan(cursor=cursor, match=pattern, count=count)
-        results.extend(keys)
-        if cursor == 0:
-            return results
+    plan = _scan_plan(await _async_targets(client, primaries=True), pattern, count)
+    return await _arun_plan(plan, lambda step: client.scan(**step[1], **_on(step[0])))
 
 
 def print_redis_info() -> None:
@@ -254,12 +219,119 @@ def print_redis_info() -> None:
     For a Cluster tenant: one INFO per node, each logged with its node's name.
     """
     client = get_REDIS_DB()
+    _run_plan(_info_plan(_targets(client)), lambda node: client.info(**_on(node)))
+
+
+# -- the helpers' decisions, once; the drivers above only do the I/O ------------------
+#
+# Each plan is a generator that yields what to ask next (a cluster node, or None for
+# a standalone client) and is sent the answer, as httpx's auth flows are: the sync
+# and async helpers differ only in whether they await the call.
+
+Q = TypeVar("Q")
+A = TypeVar("A")
+R = TypeVar("R")
+
+#: What getting a client or its nodes raises when no server can be reached.
+_UNREACHABLE = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
+
+
+def _run_plan(plan: Generator[Q, A, R], call: Callable[[Q], A]) -> R:
+    try:
+        request = next(plan)
+        while True:
+            request = plan.send(call(request))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def _arun_plan(plan: Generator[Q, A, R], call: Callable[[Q], Awaitable[A]]) -> R:
+    try:
+        request = next(plan)
+        while True:
+            request = plan.send(await call(request))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def _targets(client: Any, primaries: bool = False) -> list[Any]:
+    """The nodes to ask one by one: a cluster's (primaries only for SCAN), else [None]."""
+    if not is_cluster(client):
+        return [None]
+    return list(client.get_primaries() if primaries else client.get_nodes())
+
+
+async def _async_targets(client: Any, primaries: bool = False) -> list[Any]:
     if is_cluster(client):
-        per_node = client.info(target_nodes=client.ALL_NODES)  # type: ignore[attr-defined]
-        for node_name, info in per_node.items():
-            _log_info(info, f"node {node_name}: ")
-        return
-    _log_info(client.info(), "")
+        await client.initialize()  # learns the nodes; a no-op once done
+    return _targets(client, primaries)
+
+
+def _on(node: Any) -> dict[str, Any]:
+    """The keyword that sends a command to one cluster node (none for a plain client)."""
+    return {} if node is None else {"target_nodes": node}
+
+
+def _unreachable(exc: BaseException) -> bool:
+    logger.warning("no node of the active tenant's cluster can be reached: %s", exc)
+    return False
+
+
+def _ping(client: Any, node: Any) -> BaseException | None:
+    try:
+        client.ping(**_on(node))
+    except Exception as exc:
+        return exc
+    return None
+
+
+async def _aping(client: Any, node: Any) -> BaseException | None:
+    try:
+        await client.ping(**_on(node))
+    except Exception as exc:
+        return exc
+    return None
+
+
+def _check_plan(nodes: list[Any]) -> Generator[Any, BaseException | None, bool]:
+    """PING each node; healthy only if every one answers; log each that does not."""
+    healthy = True
+    for node in nodes:
+        error = yield node
+        if error is not None:
+            if node is not None:
+                logger.warning("cluster node %s does not answer PING: %s", node.name, error)
+            healthy = False
+    return healthy
+
+
+def _scan_plan(
+    nodes: list[Any], pattern: str, count: int
+) -> Generator[tuple[Any, dict[str, Any]], Any, list[Any]]:
+    """SCAN each node from cursor 0 until its cursor comes back to 0."""
+    results: list[Any] = []
+    for node in nodes:
+        cursor = 0
+        while True:
+            reply = yield node, {"cursor": cursor, "match": pattern, "count": count}
+            if node is not None:  # a cluster answers {node name: cursor}, keys
+                cursors, keys = reply
+                cursor = cursors[node.name]
+            else:
+                cursor, keys = reply
+            results.extend(keys)
+            if cursor == 0:
+                break
+    return results
+
+
+def _info_plan(nodes: list[Any]) -> Generator[Any, Any, None]:
+    """INFO each node and log it, named after its node in a cluster."""
+    for node in nodes:
+        info = yield node
+        if node is not None and node.name in info:  # some cluster replies are keyed
+            info = info[node.name]
+        _log_info(info, "" if node is None else f"node {node.name}: ")
 
 
 def _log_info(info: Any, prefix: str) -> None:
@@ -274,28 +346,45 @@ def _log_info(info: Any, prefix: str) -> None:
         )
 
 
+_enter, _exit = fast_paths(default_router)
+
+
 class tenant(TenantContext):
     """Make ``name`` the active tenant of the default router for a block or function.
 
     ``None``/``""`` select the default tenant. An unknown name raises
     ``UnknownTenantError`` when the block is entered (or the decorated function is
-    called), never here.
+    called), never here. One object may be shared: ``ACME = tenant("acme")`` at module
+    level is safe to enter from any number of threads and tasks at once.
+
+    On a generator or async-generator function, the decorator runs every resumption as
+    ``name`` and leaves the consumer's tenant alone between them. A bare
+    ``with tenant(...)`` around a ``yield`` does not: the block stays open in the
+    consumer while the generator is suspended (that is how context variables work).
 
     Example::
 
         with tenant("acme"):
             POPOTO_REDIS_DB.set("k", "v")
+
+        @tenant("acme")
+        def rows() -> Iterator[bytes]:
+            yield from POPOTO_REDIS_DB.scan_iter("row:*")
+
+    Raises:
+        InvalidTenantNameError: when entered or used as a decorator, if ``name`` is
+            neither a ``str`` nor ``None``.
     """
 
     __slots__ = ()
-    # Class attributes shadowing the base slots: fewer writes per construction.
+    # Shadows the base slot: the router is the same for every instance.
     _router = default_router
-    _lookup = default_router.lookup
-    _set = default_router.var.set
+    __enter__ = _enter
+    __exit__ = _exit
 
     def __init__(self, name: str | None = None) -> None:
-        if name is not None and type(name) is not str:
-            check_name(name)
+        # Checked where it is used (entering, decorating), not here: construction is
+        # on the path of every ``with tenant(...)`` and a type check costs ~5% of it.
         self.name = name
         self._token = None
 
