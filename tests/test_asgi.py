@@ -91,7 +91,7 @@ class Barrier:
             self.event.set()
         try:
             await asyncio.wait_for(self.event.wait(), 20)
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError):  # distinct types before 3.11
             raise AssertionError(f"only {self.arrived} of {self.parties} arrived") from None
 
 

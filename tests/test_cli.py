@@ -317,3 +317,10 @@ def read_all(fd: int) -> str:
             break
         chunks.append(chunk)
     return b"".join(chunks).decode(errors="replace")
+
+
+def test_cli_example_tenants_file_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "tenants.toml"
+    code, out, err = run_cli(capsys, "config", "validate", "--config", str(example))
+    assert (code, err) == (0, "")
+    assert out == f"{example}: 2 tenants, valid\n"
