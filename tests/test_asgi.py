@@ -38,7 +38,7 @@ from redis_tenancy.asgi import (
 )
 from redis_tenancy.redis_db import POPOTO_ASYNC_REDIS_DB, POPOTO_REDIS_DB, current_tenant
 
-from .conftest import Servers
+from .conftest import Servers, wait_until
 from .tenancy import HOME, count_keys, everywhere, landed, register_tenants
 
 UNSET = object()
@@ -396,12 +396,8 @@ class RunningServer:
 
     def __enter__(self) -> str:
         self.thread.start()
-        deadline = 20.0
-        while not self.server.started:
-            if not self.thread.is_alive() or deadline <= 0:
-                raise RuntimeError("uvicorn did not start")
-            deadline -= 0.01
-            threading.Event().wait(0.01)
+        wait_until(lambda: self.server.started or not self.thread.is_alive(), 20, "uvicorn")
+        assert self.server.started, "uvicorn stopped before it started serving"
         port = self.server.servers[0].sockets[0].getsockname()[1]
         return f"http://127.0.0.1:{port}"
 
