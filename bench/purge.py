@@ -1,0 +1,191 @@
+"""Purge: how fast a namespace is deleted, and what the other tenants feel (issue 11).
+
+Measures, in one run, against a ``redis-server`` it starts on 127.0.0.1:
+
+1. the purge rate (keys deleted per second) of a namespace that is the whole server,
+   sync and async side by side (rounds interleaved, medians), next to a dry run (the
+   SCAN alone) of the same keys;
+2. the purge of 20 000 tenant keys among 300 000 foreign ones (SCAN visits every name,
+   so the rate per tenant key is lower: this is the realistic shared-server case);
+3. a purge with ``max_keys_per_second`` set, to show the limit holds;
+4. the longest command the server ran during any purge above, from SLOWLOG (reset
+   before each purge, ``slowlog-log-slower-than 0`` so every command is logged): no
+   purge command may stall the other tenants for more than 10 ms.
+
+Loading keys (pipelined MSETs) is never timed.
+
+Usage::
+
+    .venv/bin/python bench/purge.py            # full run (~1 min)
+    .venv/bin/python bench/purge.py --quick    # short run (~15 s), noisier
+    .venv/bin/python bench/purge.py --check    # exit 1 if a target is missed
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio
+from _common import Check, arg_parser, header, summary, table
+
+from redis_tenancy._embedded import RedisServer
+from redis_tenancy._purge import DEFAULT_PURGE_POLICY, PurgePolicy, PurgeResult, async_purge, purge
+
+PREFIX = "tenant:acme:"
+
+
+@dataclass(frozen=True)
+class Config:
+    whole_keys: int  # keys of the namespace-is-the-server runs
+    rounds: int  # interleaved sync/async/dry rounds
+    mixed_rounds: int
+    limited_keys: int
+    limit: float  # keys/s for the rate-limited run
+
+
+FULL = Config(whole_keys=200_000, rounds=5, mixed_rounds=3, limited_keys=100_000, limit=50_000)
+QUICK = Config(whole_keys=50_000, rounds=2, mixed_rounds=1, limited_keys=20_000, limit=50_000)
+
+
+@dataclass
+class Slowest:
+    """The longest SLOWLOG entry seen over every purge."""
+
+    micros: int = 0
+    command: str = ""
+    over_10ms: int = 0
+
+    def take(self, client: redis.Redis) -> None:
+        entries = client.slowlog_get(1_000_000)
+        for entry in entries:
+            micros = int(entry["duration"])
+            words = [w.decode(errors="replace") for w in entry["command"].split()[:4]]
+            if words and words[0].upper() in {"SLOWLOG", "CONFIG"}:
+                continue
+            self.over_10ms += micros > 10_000
+            if micros > self.micros:
+                self.micros, self.command = micros, " ".join(words)
+
+
+def fill(client: redis.Redis, prefix: str, count: int, start: int = 0) -> None:
+    pipe = client.pipeline(transaction=False)
+    for first in range(start, start + count, 2000):
+        last = min(first + 2000, start + count)
+        pipe.mset({f"{prefix}{i}": "v" for i in range(first, last)})
+    pipe.execute()
+
+
+def timed(client: redis.Redis, slowest: Slowest, run: Callable[[], PurgeResult]) -> PurgeResult:
+    client.slowlog_reset()
+    result = run()
+    slowest.take(client)
+    return result
+
+
+def run_async(server: RedisServer, **kwargs: Any) -> PurgeResult:
+    async def go() -> PurgeResult:
+        async with redis.asyncio.Redis(host=server.host, port=server.port) as client:
+            return await async_purge(client, PREFIX, **kwargs)
+
+    return asyncio.run(go())
+
+
+def bench_whole(
+    cfg: Config, server: RedisServer, client: redis.Redis, slowest: Slowest, checks: list[Check]
+) -> None:
+    rates: dict[str, list[float]] = {"sync": [], "async": [], "dry run": []}
+    for round_ in range(cfg.rounds):
+        order = ["sync", "async", "dry run"]
+        for label in order[round_ % 3 :] + order[: round_ % 3]:
+            client.flushall()
+            fill(client, PREFIX, cfg.whole_keys)
+            if label == "sync":
+                result = timed(client, slowest, lambda: purge(client, PREFIX))
+            elif label == "async":
+                result = timed(client, slowest, lambda: run_async(server))
+            else:
+                result = timed(client, slowest, lambda: purge(client, PREFIX, dry_run=True))
+            counted = result.matched if result.dry_run else result.deleted
+            assert counted == cfg.whole_keys, result
+            rates[label].append(counted / result.seconds)
+    med = {label: statistics.median(values) for label, values in rates.items()}
+    print(f"\n== 1. namespace = whole server: {cfg.whole_keys} keys, {cfg.rounds} rounds")
+    rows = [
+        [label, f"{med[label]:,.0f}", f"{min(values):,.0f}", f"{max(values):,.0f}"]
+        for label, values in rates.items()
+    ]
+    print(table(["variant", "median keys/s", "min", "max"], rows))
+    checks.append(Check("purge rate, sync (keys/s)", med["sync"], "keys/s", 100_000))
+    checks.append(Check("purge rate, async (keys/s)", med["async"], "keys/s", 100_000))
+    checks.append(Check("async / sync purge rate", med["async"] / med["sync"], "ratio", None))
+    checks.append(Check("purge / dry-run rate", med["sync"] / med["dry run"], "ratio", None))
+
+
+def bench_mixed(cfg: Config, client: redis.Redis, slowest: Slowest, checks: list[Check]) -> None:
+    client.flushall()
+    for other in ("tenant:acmX:", "tenant:other:", "cache:"):
+        fill(client, other, 100_000)
+    deleted: list[float] = []
+    visited: list[float] = []
+    for _ in range(cfg.mixed_rounds):
+        fill(client, PREFIX, 20_000)
+        result = timed(client, slowest, lambda: purge(client, PREFIX))
+        assert result.deleted == 20_000, result
+        assert client.dbsize() == 300_000
+        deleted.append(result.deleted / result.seconds)
+        visited.append(320_000 / result.seconds)
+    print("\n== 2. 20 000 tenant keys among 300 000 foreign keys")
+    print(f"tenant keys deleted/s (median): {statistics.median(deleted):,.0f}")
+    print(f"names visited by SCAN/s (median): {statistics.median(visited):,.0f}")
+    checks.append(
+        Check("mixed: tenant keys/s", statistics.median(deleted), "keys/s", None, note="info")
+    )
+    checks.append(
+        Check("mixed: names scanned/s", statistics.median(visited), "keys/s", None, note="info")
+    )
+
+
+def bench_limited(cfg: Config, client: redis.Redis, slowest: Slowest, checks: list[Check]) -> None:
+    client.flushall()
+    fill(client, PREFIX, cfg.limited_keys)
+    policy = PurgePolicy(max_keys_per_second=cfg.limit)
+    result = timed(client, slowest, lambda: purge(client, PREFIX, policy=policy))
+    rate = result.deleted / result.seconds
+    print(f"\n== 3. max_keys_per_second={cfg.limit:,.0f}: {rate:,.0f} keys/s measured")
+    checks.append(Check("rate-limited purge (keys/s)", rate, "keys/s", cfg.limit, False))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = arg_parser(__doc__)
+    args = parser.parse_args(argv)
+    cfg = QUICK if args.quick else FULL
+    checks: list[Check] = []
+    started = time.monotonic()
+    slowest = Slowest()
+    with RedisServer() as server, redis.Redis(host=server.host, port=server.port) as client:
+        version = str(client.info("server")["redis_version"])
+        info = header("purge", args.quick, version)
+        policy = DEFAULT_PURGE_POLICY
+        print(f"policy: scan_count={policy.scan_count}, batch_size={policy.batch_size}")
+        client.config_set("slowlog-log-slower-than", 0)
+        client.config_set("slowlog-max-len", 1_000_000)
+        bench_whole(cfg, server, client, slowest, checks)
+        bench_mixed(cfg, client, slowest, checks)
+        bench_limited(cfg, client, slowest, checks)
+    print(f"\n== 4. slowest command during the purges: {slowest.micros} µs ({slowest.command})")
+    checks.append(
+        Check("slowest purge command", slowest.micros / 1000, "ms", 10.0, False, slowest.command)
+    )
+    checks.append(Check("purge commands over 10 ms", slowest.over_10ms, "", 0, False))
+    return summary(checks, info, quick=args.quick, check=args.check, started=started)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
