@@ -294,6 +294,15 @@ def test_purge_refuses_an_empty_prefix_without_whole_db(servers: Servers) -> Non
     assert client.get("keep") == "1"
 
 
+async def test_purge_refuses_what_is_not_a_plain_client(servers: Servers) -> None:
+    async_client = redis.asyncio.Redis(host=servers.a.host, port=servers.a.port)
+    with pytest.raises(TenantConfigError, match=r"purge\(\) needs a redis.client.Redis"):
+        purge(async_client, "acme:")  # type: ignore[arg-type]
+    with pytest.raises(TenantConfigError, match=r"async_purge\(\) needs a redis.asyncio"):
+        await async_purge(direct(servers.a), "acme:")  # type: ignore[arg-type]
+    await async_client.aclose()
+
+
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_purge_whole_db_empties_only_that_database(servers: Servers, mode: str) -> None:
     own, other = direct(servers.a, db=5), direct(servers.a, db=6)
@@ -316,60 +325,76 @@ async def test_purge_whole_db_empties_only_that_database(servers: Servers, mode:
 # -------------------------------------------------------------------- real servers
 
 
-def tenant_names() -> list[bytes]:
-    names = [f"{PREFIX}user:{i}".encode() for i in range(TENANT_KEYS - 110)]
-    names += [PREFIX.encode() + b"bin:\xff\xfe" + str(i).encode() for i in range(100)]
-    return names  # + 10 hashes and lists, loaded by load_tenant()
+def _tag(i: int, tags: int | None) -> str:
+    return "" if tags is None else f"{{{i % tags}}}"
 
 
-def foreign_names() -> list[str]:
-    """300 000 names; the first 100 000 are what an unescaped ``acm?:*`` also matches."""
-    names = [f"acmX:{i}" for i in range(100_000)]
-    for other in ("acm:", "xacm?:", "ACM?:", "acm?"):
-        names += [f"{other}{i}" for i in range(50_000)]
+def tenant_names(tags: int | None = None) -> list[bytes]:
+    """The tenant's string keys (10 hashes and lists come on top, see ``load_tenant``).
+
+    On a Cluster ``tags`` hash tags put the names in that many slots: spread over every
+    primary, yet cheap to load and count a slot at a time.
+    """
+    count = TENANT_KEYS - 110
+    names = [f"{PREFIX}user:{_tag(i, tags)}{i}".encode() for i in range(count)]
+    names += [f"{PREFIX}bin:{_tag(i, tags)}".encode() + b"\xff\xfe%d" % i for i in range(100)]
     return names
 
 
-def _msets(names: Sequence[str | bytes]) -> Iterator[dict[str | bytes, str]]:
-    for start in range(0, len(names), 2000):
-        yield dict.fromkeys(names[start : start + 2000], "v")
+def tenant_all_names(tags: int | None = None) -> list[bytes]:
+    extra = [f"{PREFIX}{kind}:{{{i}}}".encode() for kind in ("hash", "list") for i in range(5)]
+    return [*tenant_names(tags), *extra]
 
 
-def load(client: Any, names: Sequence[str | bytes]) -> None:
-    """SET every name fast: MSETs pipelined (on a Cluster, one MSET per hash slot, sent
-    straight to the slot's node: redis-py's cluster pipeline refuses MSET)."""
-    if not isinstance(client, redis.cluster.RedisCluster):
-        pipe = client.pipeline(transaction=False)
-        for chunk in _msets(names):
-            pipe.mset(chunk)
-        pipe.execute()
-        return
+def foreign_names(tags: int | None = None) -> list[str]:
+    """300 000 names; the first 100 000 are what an unescaped ``acm?:*`` also matches."""
+    names = [f"acmX:{_tag(i, tags)}{i}" for i in range(100_000)]
+    for other in ("acm:", "xacm?:", "ACM?:", "acm?"):
+        names += [f"{other}{_tag(i, tags)}{i}" for i in range(50_000)]
+    return names
+
+
+def per_slot(client: Any, names: Sequence[str | bytes], command: str) -> list[Any]:
+    """``command`` once per hash slot of ``names`` (a Cluster refuses multi-slot MSET and
+    EXISTS), pipelined per node, sent straight to each slot's node."""
     by_slot: dict[int, list[str | bytes]] = {}
     for name in names:
-        by_slot.setdefault(key_slot(name if isinstance(name, bytes) else name.encode()), []).append(
-            name
-        )
+        raw = name if isinstance(name, bytes) else name.encode()
+        by_slot.setdefault(key_slot(raw), []).append(name)
     pipes: dict[str, Any] = {}
     for slot, group in by_slot.items():
         node = client.nodes_manager.get_node_from_slot(slot)
         if node.name not in pipes:
             pipes[node.name] = redis.Redis(host=node.host, port=node.port).pipeline(False)
-        pipes[node.name].mset(dict.fromkeys(group, "v"))
+        args = [a for name in group for a in (name, "v")] if command == "MSET" else group
+        pipes[node.name].execute_command(command, *args)
+    replies: list[Any] = []
     for pipe in pipes.values():
-        pipe.execute()
+        replies += pipe.execute()
         pipe.reset()
+    return replies
+
+
+def load(client: Any, names: Sequence[str | bytes]) -> None:
+    """SET every name fast: MSETs pipelined (per slot on a Cluster)."""
+    if isinstance(client, redis.cluster.RedisCluster):
+        per_slot(client, names, "MSET")
+        return
+    pipe = client.pipeline(transaction=False)
+    for start in range(0, len(names), 2000):
+        pipe.mset(dict.fromkeys(names[start : start + 2000], "v"))
+    pipe.execute()
+
+
+def tags_of(client: Any) -> int | None:
+    return 200 if isinstance(client, redis.cluster.RedisCluster) else None
 
 
 def load_tenant(client: Any) -> None:
-    load(client, tenant_names())
+    load(client, tenant_names(tags_of(client)))
     for i in range(5):
         client.hset(f"{PREFIX}hash:{{{i}}}", mapping={f"f{j}": j for j in range(100)})
         client.rpush(f"{PREFIX}list:{{{i}}}", *range(100))
-
-
-def count(client: Any, prefix: str) -> int:
-    """Names starting with ``prefix``, by an escaped SCAN (every primary on a Cluster)."""
-    return sum(1 for _ in client.scan_iter(match=prefix_pattern(prefix), count=5000))
 
 
 def dbsize(client: Any) -> int:
@@ -380,14 +405,10 @@ def dbsize(client: Any) -> int:
 
 
 def tenant_left(client: Any) -> int:
-    """How many of the tenant's names exist: one EXISTS, or an escaped SCAN per primary
-    on a Cluster (where EXISTS would cost a round trip per slot)."""
+    """How many of the tenant's names exist (EXISTS: one call, or one per slot)."""
+    names = tenant_all_names(tags_of(client))
     if isinstance(client, redis.cluster.RedisCluster):
-        return count(client, PREFIX)
-    names = [
-        *tenant_names(),
-        *(f"{PREFIX}{kind}:{{{i}}}" for kind in ("hash", "list") for i in range(5)),
-    ]
+        return sum(per_slot(client, names, "EXISTS"))
     return int(client.exists(*names))
 
 
@@ -408,7 +429,7 @@ def cluster() -> Iterator[Cluster]:
     try:
         node = started.nodes[0]
         with redis.cluster.RedisCluster(host=node.host, port=node.port) as client:
-            load(client, foreign_names())
+            load(client, foreign_names(tags=300))
         yield started
     finally:
         started.stop()
@@ -496,11 +517,11 @@ async def test_purge_counts_then_removes_exactly_the_namespace(
 async def test_purge_removes_exactly_the_namespace_on_a_cluster(
     tenant_on_cluster: redis.cluster.RedisCluster, mode: str, decode: bool
 ) -> None:
-    # Names of acm?: spread over every slot: one cursor per primary, and every
-    # UNLINK batch split by slot, or the servers would answer CROSSSLOT.
+    # The tenant's names are in 200 slots on every primary: one cursor per primary, and
+    # UNLINK batches that span many slots (split per slot, pipelined per node).
     nodes = {
         tenant_on_cluster.nodes_manager.get_node_from_slot(key_slot(n)).name
-        for n in tenant_names()[:100]
+        for n in tenant_names(tags_of(tenant_on_cluster))
     }
     assert len(nodes) == 3
     seen: list[PurgeResult] = []

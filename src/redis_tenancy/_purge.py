@@ -60,6 +60,7 @@ __all__ = [
     "Unlink",
     "async_purge",
     "check_own_database",
+    "next_pause",
     "purge",
     "purge_flow",
 ]
@@ -424,6 +425,17 @@ def _start(
     )
 
 
+def _check_client(client: object, plain: type, cluster: type, function: str) -> object:
+    """A purge needs the real client: a proxy or a namespaced client would route or
+    rewrite the names, and an async client given to the sync driver would fail obscurely."""
+    if not isinstance(client, plain | cluster):
+        raise TenantConfigError(
+            f"{function}() needs a {plain.__module__}.{plain.__qualname__} or "
+            f"{cluster.__module__}.{cluster.__qualname__}, got {type(client).__qualname__}"
+        )
+    return client
+
+
 def _scan_args(action: Scan[Any]) -> dict[str, Any]:
     # Names come back as bytes even from a decode_responses=True client: a name that is
     # not valid in the client's encoding must still be purged, not crash the decoder.
@@ -461,7 +473,7 @@ def purge(
 
         purge(redis.Redis(), "acme:", progress=lambda r: print(r.deleted, end="\\r"))
     """
-    raw: Any = client
+    raw: Any = _check_client(client, redis.Redis, redis.cluster.RedisCluster, "purge")
     cluster = isinstance(client, redis.cluster.RedisCluster)
     flow = _start(raw, cluster, prefix, dry_run, policy, progress, whole_db)
     reply: Any = None
@@ -498,7 +510,9 @@ async def async_purge(
 
     ``progress`` is called (not awaited) from the event loop.
     """
-    raw: Any = client
+    raw: Any = _check_client(
+        client, redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster, "async_purge"
+    )
     cluster = isinstance(client, redis.asyncio.cluster.RedisCluster)
     if cluster:
         await raw.initialize()  # a fresh async cluster client knows no nodes yet
