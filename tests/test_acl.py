@@ -581,3 +581,25 @@ async def test_acl_user_runs_as_a_router_tenant(
         with pytest.raises(NoPermissionError):
             POPOTO_REDIS_DB.get("other:1")
     assert admin.acl_log()[0]["object"] == "other:1"
+
+
+def test_acl_names_stay_visible_where_the_docs_say(
+    acl_server: RedisServer, admin: redis.Redis, features: AclFeatures
+) -> None:
+    """Pins the documented limit: key rules guard values, not names. SCAN and PUBSUB
+    CHANNELS take no key, so a confined user still sees other tenants' names."""
+    create_user(admin, features)
+    listener = admin.pubsub()  # type: ignore[no-untyped-call]
+    listener.subscribe("other:news")
+    assert listener.get_message(timeout=5) is not None
+    with connect(acl_server) as user:
+        names: set[str] = set()
+        cursor = None
+        while cursor != 0:
+            cursor, batch = user.scan(cursor or 0, count=1000)
+            names.update(batch)
+        assert {"other:1", "acmX:1"} <= names
+        assert "other:news" in user.pubsub_channels()
+        with pytest.raises(NoPermissionError):
+            user.get("other:1")  # the value stays out of reach
+    listener.close()
