@@ -328,9 +328,10 @@ def acl_rules(
     if isinstance(db, bool) or not isinstance(db, int) or db < 0:
         raise TenantConfigError(f"db must be an int >= 0, got {db!r}")
     escaped = glob_escape(prefix)
-    channels = [f"&{escaped}{_check_pattern(p)}" for p in channel_patterns]
-    rules = ["resetkeys", f"~{prefix_pattern(prefix)}", "resetchannels", f"&{escaped}*"]
-    rules += [rule for rule in dict.fromkeys(channels) if rule != rules[-1]]
+    own_channels = f"&{escaped}*"
+    extra = dict.fromkeys(f"&{escaped}{_check_pattern(p)}" for p in channel_patterns)
+    rules = ["resetkeys", f"~{prefix_pattern(prefix)}", "resetchannels", own_channels]
+    rules += [rule for rule in extra if rule != own_channels]
     if server.selectors:
         rules.insert(0, "clearselectors")
     # RESTORE payloads of this user are fully checked when the server runs with
