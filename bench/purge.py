@@ -13,7 +13,10 @@ Measures, in one run, against a ``redis-server`` it starts on 127.0.0.1:
    stall the other tenants for more than 10 ms. Next to it a control: a CPU-bound EVAL
    calibrated to the purge commands' median cost, sent from another connection between
    the round trips of one more purge. SLOWLOG measures wall-clock time, so a server
-   preempted on a busy machine stretches whatever it runs; the control shows how much.
+   preempted on a busy machine stretches whatever it runs; the control shows how much;
+5. the server's CPU time per purge command (its main thread's schedstat clock read
+   around each command): what a command really blocks the server for, whatever the
+   machine's load.
 
 Loading keys (pipelined MSETs) is never timed.
 
@@ -39,7 +42,16 @@ import redis.asyncio
 from _common import Check, arg_parser, header, summary, table
 
 from redis_tenancy._embedded import RedisServer
-from redis_tenancy._purge import DEFAULT_PURGE_POLICY, PurgePolicy, PurgeResult, async_purge, purge
+from redis_tenancy._purge import (
+    DEFAULT_PURGE_POLICY,
+    PurgePolicy,
+    PurgeResult,
+    Scan,
+    Unlink,
+    async_purge,
+    purge,
+    purge_flow,
+)
 
 PREFIX = "tenant:acme:"
 
@@ -245,6 +257,56 @@ def bench_stall(cfg: Config, client: redis.Redis, slowlog: Slowlog, checks: list
     )
 
 
+def thread_cpu_ns(pid: int) -> int:
+    """CPU time the server's main thread has run, in ns (Linux schedstat)."""
+    with open(f"/proc/{pid}/task/{pid}/schedstat", encoding="ascii") as fh:
+        return int(fh.read().split()[0])
+
+
+def bench_cpu(cfg: Config, client: redis.Redis, checks: list[Check]) -> None:
+    """Server CPU time per purge command: the time the server really could not serve
+    anyone else, which preemption does not stretch (SLOWLOG measures wall-clock).
+
+    The bench drives :func:`purge_flow` itself, as the library's drivers do, reading the
+    main thread's CPU clock before and after each command (the thread is otherwise
+    idle: its cron adds some µs every 100 ms).
+    """
+    pid = int(client.info("server")["process_id"])
+    try:
+        thread_cpu_ns(pid)
+    except OSError as exc:
+        print(f"\n== 5. server CPU per command: not measured ({exc})")
+        return
+    costs: dict[str, list[int]] = {"SCAN": [], "UNLINK": []}
+    for namespace_only in (True, False):
+        client.flushall()
+        if not namespace_only:
+            for other in ("tenant:acmX:", "tenant:other:", "cache:"):
+                fill(client, other, 100_000)
+        fill(client, PREFIX, cfg.whole_keys if namespace_only else 20_000)
+        flow = purge_flow(PREFIX, [None], dry_run=False)
+        reply: Any = None
+        while True:
+            try:
+                action = flow.send(reply)
+            except StopIteration:
+                break
+            before = thread_cpu_ns(pid)
+            if isinstance(action, Scan):
+                cursor, names = client.scan(action.cursor, match=action.match, count=action.count)
+                reply = (int(cursor), names)
+            elif isinstance(action, Unlink):
+                reply = client.unlink(*action.groups[0])
+            costs["SCAN" if isinstance(action, Scan) else "UNLINK"].append(
+                thread_cpu_ns(pid) - before
+            )
+    print("\n== 5. server main-thread CPU per purge command (ms), both data sets")
+    rows = [stats_row(kind, [ns // 1000 for ns in values]) for kind, values in costs.items()]
+    print(table(["command", "count", "p50", "p99", "max", "> 10 ms"], rows))
+    worst = max(max(values, default=0) for values in costs.values()) / 1e6
+    checks.append(Check("server CPU of one purge command, max", worst, "ms", 10.0, False))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = arg_parser(__doc__)
     args = parser.parse_args(argv)
@@ -263,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         bench_mixed(cfg, client, slowlog, checks)
         bench_limited(cfg, client, slowlog, checks)
         bench_stall(cfg, client, slowlog, checks)
+        bench_cpu(cfg, client, checks)
     return summary(checks, info, quick=args.quick, check=args.check, started=started)
 
 
