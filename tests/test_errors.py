@@ -13,10 +13,11 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from redis_tenancy import FailoverEvent, NoHealthyEndpointError
+from redis_tenancy import FailoverEvent, NoHealthyEndpointError, UnknownTenantError
 from redis_tenancy._embedded import RedisServer
 from redis_tenancy._errors import Throttle
 from redis_tenancy.redis_db import (
@@ -168,3 +169,23 @@ def test_a_failover_seen_inside_the_pool_is_the_callers_event(
         unsubscribe()
     assert [e.tenant for e in events] == ["second"]
     assert direct(backup).get("k") == "v"
+
+
+def test_probing_unknown_tenant_names_logs_a_line_not_one_per_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="POPOTO-REDIS_DB")
+    for i in range(500):  # a client trying names: each request gets its typed error
+        with pytest.raises(UnknownTenantError), tenant(f"probe-{i}"):
+            pass
+    lines = [r.getMessage() for r in caplog.records if "unknown tenant" in r.getMessage()]
+    assert 1 <= len(lines) <= 3, lines
+
+
+def test_live_names_lists_used_tenants_without_making_others_live(servers: Any) -> None:
+    default_router.register_many({"used": {"url": servers.b.url}, "idle": {"url": servers.b.url}})
+    with tenant("used"):
+        POPOTO_REDIS_DB.ping()
+    assert "used" in default_router.live_names()
+    assert "idle" not in default_router.live_names()
+    assert "idle" not in default_router.live_names(), "asking made nobody live"

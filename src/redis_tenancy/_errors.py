@@ -21,10 +21,11 @@ Errors that Redis itself returns (``redis.exceptions.*``) pass through untouched
 Messages are built from redacted values only: no password or token ever reaches
 the log line this class writes.
 
-Two of them are raised on the hot path while a server is down, by every caller at
-once (``NoHealthyEndpointError``, ``ConnectionBudgetExceededError``). Logging each of
-those would flood the log (8 threads: ~25 000 lines in 4 s), so they log through a
-:class:`Throttle`: once per change of state per tenant and endpoint, plus at most one
+Three of them can be raised by every caller at once: while a server is down
+(``NoHealthyEndpointError``, ``ConnectionBudgetExceededError``), or when clients send
+tenant names nobody registered (``UnknownTenantError``). Logging each would flood the
+log (8 threads: ~25 000 lines in 4 s), so they log through a :class:`Throttle`: once
+per change of state (per tenant and endpoints, for an outage), plus at most one
 "N similar errors suppressed" line per second.
 """
 
@@ -173,8 +174,12 @@ class InvalidTenantNameError(TenantConfigError, TypeError):
     """A tenant name that is neither a ``str`` nor ``None``."""
 
 
-class UnknownTenantError(PopotoException):
-    """A tenant name that is not registered (or was removed)."""
+class UnknownTenantError(_Throttled):
+    """A tenant name that is not registered (or was removed).
+
+    Throttled like the outage errors: a request middleware asked for names clients send
+    (``Host``, a header) would otherwise log one ERROR line per probing request.
+    """
 
     def __init__(self, name: str, known: int | None = None, hint: str | None = None) -> None:
         hint = hint or (
@@ -182,7 +187,9 @@ class UnknownTenantError(PopotoException):
             "or Router.register(name, ...)"
         )
         count = "" if known is None else f" ({known} tenants registered)"
-        super().__init__(f"unknown tenant {name!r}{count}: {hint}")
+        super().__init__(
+            f"unknown tenant {name!r}{count}: {hint}", key=("unknown tenant",), state=None
+        )
         self.name = name
 
 

@@ -336,6 +336,12 @@ class Router:
         """Registered tenant names, default first."""
         return self._registry.names()
 
+    def live_names(self) -> list[str]:
+        """Names of the tenants used at least once (they have clients and a status);
+        reading them makes no other tenant live, unlike :meth:`status`."""
+        with self._lock:
+            return sorted(self._registry.live)
+
     def settings(self, name: str | None = None) -> TenantSettings:
         """The settings of ``name`` (default: the active tenant); no client is built."""
         if name is not None:
