@@ -337,7 +337,7 @@ class Backends:
         with self._lock:
             backend = self._by_key.get(key)
             if backend is None:
-                backend = Backend(key, settings, self._announce, self.budget, self._built_one)
+                backend = Backend(key, settings, self._announce, self.budget, self.pool_built)
                 self._by_key[key] = backend
             backend.users += 1
             return backend
@@ -356,7 +356,7 @@ class Backends:
                     ring.remove(backend)
         backend.retire()
 
-    def refailover(self, backend: Backend, settings: TenantSettings) -> Backend:
+    def for_new_failover(self, backend: Backend, settings: TenantSettings) -> Backend:
         """The backend for a user of ``backend`` whose failover endpoints changed.
 
         A backend with that one user is updated in place (its pools stay); a shared
@@ -373,13 +373,14 @@ class Backends:
         self.release(backend)
         return moved
 
-    def _built_one(self, backend: Backend, loop: asyncio.AbstractEventLoop | None) -> None:
+    def pool_built(self, backend: Backend, loop: asyncio.AbstractEventLoop | None) -> None:
+        """A pool was just built (``loop`` None: the sync one): enforce the limit."""
         if loop is None:
-            self.built(backend)
+            self._sync_pool_built(backend)
         else:
-            self.built_async(backend, loop)
+            self._async_pool_built(backend, loop)
 
-    def built(self, backend: Backend) -> None:
+    def _sync_pool_built(self, backend: Backend) -> None:
         """A sync pool was just built: enforce ``max_live_clients``."""
         limit = self.max_live_clients
         with self._lock:
@@ -391,7 +392,7 @@ class Backends:
             victim.close_sync()
             self.evictions += 1
 
-    def built_async(self, backend: Backend, loop: asyncio.AbstractEventLoop) -> None:
+    def _async_pool_built(self, backend: Backend, loop: asyncio.AbstractEventLoop) -> None:
         """An async pool was just built on ``loop`` (the running one): the same limit,
         counted per loop."""
         limit = self.max_live_clients

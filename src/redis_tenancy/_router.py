@@ -440,10 +440,10 @@ class Router:
 
     # -- lifecycle --------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Disconnect every sync connection and stop the budget's reaper.
+    def disconnect(self) -> None:
+        """Close every sync connection and stop the budget's reaper thread.
 
-        Tenants stay registered and reconnect on their next use; async connections
+        Nothing is unregistered: tenants reconnect on their next use. Async connections
         close with their event loops.
         """
         for backend in self._backends.all():
@@ -456,6 +456,10 @@ class Router:
                 client.connection_pool.disconnect()
         if self.budget is not None:
             self.budget.close()
+
+    def close(self) -> None:
+        """The same as :meth:`disconnect`, for code that tidies up with ``close()``."""
+        self.disconnect()
 
 
 def _tenant_class(router: Router) -> Callable[[str | None], TenantContext]:

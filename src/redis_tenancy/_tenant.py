@@ -207,7 +207,7 @@ class Tenant:
             self.settings = settings
             lease = self._lease
             if lease is not None:
-                lease.backend = self._backends.refailover(lease.backend, settings)
+                lease.backend = self._backends.for_new_failover(lease.backend, settings)
 
     def status(self) -> TenantStatus:
         """Endpoints, their circuit states and switch counters (see Router.status)."""
