@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -155,12 +156,15 @@ def _replaced_names() -> dict[tuple[str, str], object]:
         "run_lua",
     ):
         found["popoto.redis_db", name] = getattr(popoto_redis_db, name)
+    copies = 0
     for module, name in (
-        (popoto.models.base, "get_REDIS_DB"),
+        (popoto.models.base, "get_REDIS_DB"),  # 1.10
+        (popoto.models.base, "POPOTO_REDIS_DB"),  # 1.9 copied the client itself
         (popoto.models.base, "run_lua"),
         (popoto.models.query, "get_async_redis_db"),
         (popoto.streams.consumer, "get_async_redis_db"),
         (popoto, "get_async_redis_db"),
+        (popoto, "POPOTO_REDIS_DB"),  # 1.9; 1.10 serves it from a module __getattr__
         (popoto.testing, "set_REDIS_DB_settings"),
         (popoto.testing, "get_REDIS_DB"),
         (embedding_field, "_get_embeddings_dir"),
@@ -168,7 +172,10 @@ def _replaced_names() -> dict[tuple[str, str], object]:
         (embedding_field, "_listener_threads"),
         (content_field, "get_default_store"),
     ):
-        found[module.__name__, name] = vars(module)[name]
+        if name in vars(module):
+            found[module.__name__, name] = vars(module)[name]
+            copies += 1
+    assert copies >= 11
     found["ContentField", "store"] = vars(content_field.ContentField)["store"]
     if POPOTO_1_10:
         found["popoto.batch", "batch"] = vars(sys.modules["popoto.batch"])["batch"]
@@ -186,7 +193,7 @@ def test_install_replaces_every_path_and_uninstall_restores_exactly_the_original
         for key, original in before.items():
             assert during[key] is not original, key
         # A copy in another module is the very object redis_db holds now.
-        assert during["popoto.models.base", "get_REDIS_DB"] is popoto_redis_db.get_REDIS_DB
+        assert during["popoto.models.base", "run_lua"] is popoto_redis_db.run_lua
         assert during["popoto.testing", "set_REDIS_DB_settings"] is (
             popoto_redis_db.set_REDIS_DB_settings
         )
@@ -281,7 +288,7 @@ def test_install_before_popoto_is_imported_patches_it_as_it_loads(servers: Serve
         import popoto.models.base as base
         from popoto import redis_db
 
-        assert base.get_REDIS_DB is redis_db.get_REDIS_DB
+        assert base.run_lua is redis_db.run_lua
         assert redis_db.get_REDIS_DB.__self__.router is redis_tenancy.default_router
 
         class Late(popoto.Model):
@@ -293,7 +300,7 @@ def test_install_before_popoto_is_imported_patches_it_as_it_loads(servers: Serve
         assert redis.Redis.from_url("{servers.b.url}").exists("Late:x")
 
         redis_tenancy.popoto.uninstall()
-        assert base.get_REDIS_DB is redis_db.get_REDIS_DB
+        assert base.run_lua is redis_db.run_lua
         assert redis_db.get_REDIS_DB.__module__ == "popoto.redis_db"
         assert redis_db.run_lua.__module__ == "popoto.redis_db"
         assert not any(type(f).__name__ == "PostImportHook" for f in sys.meta_path)
@@ -360,6 +367,20 @@ async def test_async_queries_follow_the_active_task_tenant(
     assert not any(k.startswith("RtCustomer:globex") for k in places["acme"].stored())
     with direct(servers.a) as client:
         assert client.dbsize() == 0
+
+
+async def test_popotos_async_cache_reset_is_rebuilt_as_the_routing_proxy(
+    places: dict[str, Place],
+) -> None:
+    popoto_redis_db._POPOTO_ASYNC_REDIS_DB = None  # as StreamConsumer and the plugin do
+    async with tenant("globex"):
+        await popoto_redis_db.get_async_redis_db()
+        cached = popoto_redis_db._POPOTO_ASYNC_REDIS_DB
+        assert isinstance(cached, popoto_redis_db.GuardedAsyncRedis)
+        await cached.set("via-cache", "globex")
+    async with tenant("acme"):
+        assert await cached.get("via-cache") is None  # resolves per tenant, not cached
+    assert "via-cache" in places["globex"].stored()
 
 
 def test_threads_and_tasks_interleaved_never_cross(
@@ -675,13 +696,14 @@ def test_subscriber_listens_on_its_tenant_and_publish_routes_per_call(
     with tenant("acme"):
         subscriber = RtSubscriber()  # binds pubsub() to acme at construction
     try:
-        publisher = RtPublisher(channel_name="rt-news")
+        publisher = RtPublisher()
         with tenant("globex"):
             # Redis channels ignore the db: on one server globex reaches acme's
             # subscriber (docs/POPOTO.md); on its own server nobody hears it.
-            assert publisher.publish({"from": "globex"}) == int(shared_server)
+            heard = publisher.publish({"from": "globex"}, channel_name="rt-news")
+            assert heard == int(shared_server)
         with tenant("acme"):
-            assert publisher.publish({"from": "acme"}) == 1
+            assert publisher.publish({"from": "acme"}, channel_name="rt-news") == 1
 
         def poll() -> bool:
             subscriber()
@@ -881,3 +903,14 @@ def test_tenant_dirname_is_safe_and_injective() -> None:
     dirs = [tenant_dirname(n) for n in names]
     assert len(set(dirs)) == len(dirs)
     assert all(os.sep not in d and d not in {".", ".."} for d in dirs)
+
+
+def test_example_app_runs_against_two_servers(servers: Servers) -> None:
+    example = Path(__file__).parent.parent / "examples" / "popoto_app.py"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS", "ENV"))}
+    env.update(ACME_REDIS_URL=servers.b.url, GLOBEX_REDIS_URL=servers.c.url)
+    done = subprocess.run(
+        [sys.executable, str(example)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "OK: every tenant saw only its own customers" in done.stdout

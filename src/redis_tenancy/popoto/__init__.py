@@ -13,8 +13,8 @@ What is replaced (Popoto 1.9.x and 1.10.x):
 ``redis_db.POPOTO_REDIS_DB``                proxy to the active tenant's guarded client
 ``redis_db.get_REDIS_DB()``                 the active tenant's guarded client
 ``redis_db.get_async_redis_db()``           its guarded async client for the running loop
-``redis_db._POPOTO_ASYNC_REDIS_DB``         proxy to the same (Popoto resets it to ``None``
-                                            in places; nothing reads it any more)
+``redis_db._POPOTO_ASYNC_REDIS_DB``         proxy to the same (when Popoto resets it to
+                                            ``None``, the next accessor call puts it back)
 ``set_REDIS_DB_settings`` (+ async twin)     register or replace the named tenant
 ``redis_db.run_lua``                        script cache per endpoint, pipelines recover
                                             from ``NoScriptError``
@@ -200,6 +200,8 @@ class _Installation:
 
     def stop(self) -> None:
         self.active = False
+        if self.binding is not None:
+            self.binding.active = False
         self.hook.disable()
         self._unsubscribe()
         embedding = sys.modules.get("popoto.fields.embedding_field")
@@ -317,6 +319,8 @@ class _Installation:
     # -- events --------------------------------------------------------------------------
 
     def _on_failover(self, event: FailoverEvent) -> None:
+        if self.binding is not None:
+            self.binding.forget_endpoints()
         self.scripts.forget(event.from_endpoint, event.to_endpoint)
 
     def _warn_stale_copies(self) -> None:

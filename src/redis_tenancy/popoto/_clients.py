@@ -63,10 +63,16 @@ class Binding:
     def __init__(self, router: Router, redis_db: ModuleType, scripts: ScriptRegistry) -> None:
         self.router = router
         self.scripts = scripts
+        self.redis_db: Any = redis_db
+        #: Cleared by uninstall(): a stale reference to a method must not re-patch.
+        self.active = True
         self._lock = threading.Lock()
         self._views: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._async_views: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._script_objects: dict[str, Script] = {}
+        # id(settings) -> (settings, active endpoint); emptied on every failover event.
+        self._endpoints: dict[int, tuple[Any, str]] = {}
+        self._generation = 0
         self.pipeline_class = _pipeline_class(redis_db.GuardedPipeline, scripts)
         self.client_class = _client_class(redis_db.GuardedRedis, self.pipeline_class, self)
         self.async_client_class = _async_client_class(redis_db.GuardedAsyncRedis, self)
@@ -97,7 +103,13 @@ class Binding:
             return cast(redis.asyncio.Redis, view)
 
     async def get_async_redis_db(self) -> redis.asyncio.Redis:
-        """Popoto's ``await get_async_redis_db()``: :meth:`async_view` for the running loop."""
+        """Popoto's ``await get_async_redis_db()``: :meth:`async_view` for the running loop.
+
+        Popoto resets its cache ``_POPOTO_ASYNC_REDIS_DB`` to ``None`` to have it rebuilt
+        lazily (pytest plugin, ``StreamConsumer``); the rebuild is putting the proxy back.
+        """
+        if self.active and self.redis_db._POPOTO_ASYNC_REDIS_DB is None:
+            self.redis_db._POPOTO_ASYNC_REDIS_DB = self.async_proxy
         return self.async_view()
 
     def _new_view(self, concrete: Any, views: Any, cls: type) -> Any:
@@ -119,9 +131,28 @@ class Binding:
     # -- who is active, for scripts and messages --------------------------------------
 
     def endpoint(self) -> str:
-        """The redacted URL of the endpoint the active tenant's connections go to now."""
-        status = self.router.status()
-        return status.active or self.router.settings().endpoint
+        """The redacted URL of the endpoint the active tenant's connections go to now.
+
+        ``Router.status()`` builds a report on every call (~20 µs); the answer only
+        changes when the tenant's settings are replaced (a new settings object) or a
+        failover event fires (:meth:`forget_endpoints`), so it is kept per settings.
+        """
+        settings = self.router.settings()
+        kept = self._endpoints.get(id(settings))
+        if kept is not None and kept[0] is settings:
+            return kept[1]
+        generation = self._generation
+        endpoint = self.router.status().active or settings.endpoint
+        if generation == self._generation:  # no failover while we asked
+            if len(self._endpoints) >= 4096:
+                self._endpoints.clear()
+            self._endpoints[id(settings)] = (settings, endpoint)
+        return endpoint
+
+    def forget_endpoints(self) -> None:
+        """A tenant switched endpoints: ask the router again next time."""
+        self._generation += 1
+        self._endpoints.clear()
 
     def describe(self) -> str:
         """``tenant 'acme' (redis://host:port/db)`` for error messages (redacted)."""
