@@ -60,7 +60,7 @@ def shown(server: RedisServer) -> str:
 def scripts_on(server: RedisServer) -> int:
     """How many of the scripts Popoto ran are loaded on ``server``."""
     registry = rt_popoto._installation.scripts  # type: ignore[union-attr]
-    shas = list(registry._text_of)
+    shas = registry.shas()
     with direct(server) as client:
         return sum(client.script_exists(*shas)) if shas else 0
 
@@ -95,7 +95,7 @@ def test_pipeline_in_flight_on_a_paused_primary_recovers_on_the_backup(
         assert client.exists("RtLua:inflight")
         assert client.info("commandstats")["cmdstat_eval"]["calls"] >= 1  # recovered
     registry = rt_popoto._installation.scripts  # type: ignore[union-attr]
-    assert not any(registry.loaded(shown(primary), sha) for sha in registry._text_of)
+    assert not any(registry.loaded(shown(primary), sha) for sha in registry.shas())
 
 
 def test_killed_primary_under_lua_traffic_no_noscript_reaches_the_caller(

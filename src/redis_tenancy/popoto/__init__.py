@@ -228,8 +228,6 @@ class _Installation:
         name = module.__name__
         if name == "popoto.redis_db":
             self._patch_redis_db(module)
-        elif self.binding is None:
-            return  # cannot happen: each of these modules imports popoto.redis_db first
         elif name == "popoto.batch":
             self._patch_batch(module)
         elif name == "popoto.fields.embedding_field":
@@ -251,7 +249,7 @@ class _Installation:
         replace(module, "run_lua", binding.run_lua, copies=True)
 
     def _patch_batch(self, module: ModuleType) -> None:
-        assert self.binding is not None
+        assert self.binding is not None, "popoto.batch imports popoto.redis_db first"
         get_client = self.binding.get_REDIS_DB
         batch_class = recovering(module.Batch, self.scripts)
 

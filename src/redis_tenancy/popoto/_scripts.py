@@ -82,6 +82,10 @@ class ScriptRegistry:
                 if endpoint is not None:
                     self._loaded.pop(endpoint, None)
 
+    def shas(self) -> list[str]:
+        """The SHAs of every script seen."""
+        return sorted(self._text_of)
+
     def endpoints(self) -> list[str]:
         """Endpoints with at least one script believed loaded."""
         return sorted(self._loaded)
