@@ -96,10 +96,9 @@ def installed() -> Iterator[None]:
         rt_popoto.uninstall()
 
 
-@pytest.fixture(params=["two_servers", "two_dbs"])
-def places(request: pytest.FixtureRequest, servers: Servers, installed: None) -> dict[str, Place]:
+def register_places(layout: str, servers: Servers) -> dict[str, Place]:
     """acme and globex, registered through Popoto's own setter; the default tenant is on a."""
-    if request.param == "two_servers":
+    if layout == "two_servers":
         found = {"acme": Place(servers.b, 0), "globex": Place(servers.c, 0)}
     else:
         found = {"acme": Place(servers.b, 1), "globex": Place(servers.b, 2)}
@@ -109,6 +108,18 @@ def places(request: pytest.FixtureRequest, servers: Servers, installed: None) ->
     for name, place in found.items():
         popoto_redis_db.set_REDIS_DB_settings(name, url=place.url)
     return found
+
+
+@pytest.fixture(params=["two_servers", "two_dbs"])
+def places(request: pytest.FixtureRequest, servers: Servers, installed: None) -> dict[str, Place]:
+    """The two tenants on two servers, then on two dbs of one server."""
+    return register_places(request.param, servers)
+
+
+@pytest.fixture
+def apart(servers: Servers, installed: None) -> dict[str, Place]:
+    """The two tenants on two servers (for what the db layout does not change)."""
+    return register_places("two_servers", servers)
 
 
 def elsewhere(servers: Servers, places: dict[str, Place], mine: str) -> set[str]:
@@ -396,7 +407,7 @@ async def test_async_queries_follow_the_active_task_tenant(
 
 
 async def test_popotos_async_cache_reset_is_rebuilt_as_the_routing_proxy(
-    places: dict[str, Place],
+    apart: dict[str, Place],
 ) -> None:
     popoto_redis_db._POPOTO_ASYNC_REDIS_DB = None  # as StreamConsumer and the plugin do
     async with tenant("globex"):
@@ -406,7 +417,7 @@ async def test_popotos_async_cache_reset_is_rebuilt_as_the_routing_proxy(
         await cached.set("via-cache", "globex")
     async with tenant("acme"):
         assert await cached.get("via-cache") is None  # resolves per tenant, not cached
-    assert "via-cache" in places["globex"].stored()
+    assert "via-cache" in apart["globex"].stored()
 
 
 def test_threads_and_tasks_interleaved_never_cross(
@@ -454,7 +465,7 @@ def test_threads_and_tasks_interleaved_never_cross(
     assert_isolated(servers, places)
 
 
-def test_a_thread_pool_task_needs_the_tenant_context_copied(places: dict[str, Place]) -> None:
+def test_a_thread_pool_task_needs_the_tenant_context_copied(apart: dict[str, Place]) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     def create() -> str:
@@ -463,7 +474,7 @@ def test_a_thread_pool_task_needs_the_tenant_context_copied(places: dict[str, Pl
 
     with ThreadPoolExecutor(1) as pool, tenant("globex"):
         assert pool.submit(copy_tenant_context(create)).result() == "globex"
-    assert "RtCustomer:pooled" in places["globex"].stored()
+    assert "RtCustomer:pooled" in apart["globex"].stored()
 
 
 # -- Lua ----------------------------------------------------------------------------------
@@ -535,13 +546,13 @@ def test_pipeline_lua_on_a_second_server_loads_the_script_there_first(
 
 @pytest.mark.parametrize("opener", ["pipeline", "batch"])
 def test_pipeline_recovers_when_its_server_forgot_the_scripts(
-    places: dict[str, Place], opener: str
+    apart: dict[str, Place], opener: str
 ) -> None:
     if opener == "batch" and not POPOTO_1_10:
         pytest.skip("popoto.batch() is new in Popoto 1.10")
     with tenant("acme"):
         RtFact.create(name="warm", topic="x", tags=["a"])  # loads and records the scripts
-        with places["acme"].client() as client:
+        with apart["acme"].client() as client:
             client.script_flush()  # a restart or SCRIPT FLUSH: the cache is now wrong
             client.config_resetstat()
         pipe = popoto.batch() if opener == "batch" else popoto_redis_db.POPOTO_REDIS_DB.pipeline()
@@ -551,19 +562,19 @@ def test_pipeline_recovers_when_its_server_forgot_the_scripts(
         RtFact.create(name="afterflush", topic="z", tags=["a"], pipeline=pipe)
         results = pipe.execute()
         assert not any(isinstance(r, Exception) for r in results)
-        assert evals(places["acme"]) >= 1, "recovered by re-running the script body"
+        assert evals(apart["acme"]) >= 1, "recovered by re-running the script body"
         assert RtFact.query.get(name="afterflush") is not None
         assert RtFact.bloom.might_exist(RtFact, "z") is True
         assert {f.name for f in RtFact.query.filter(tags__contains="a")} == {"warm", "afterflush"}
 
 
-def test_recovered_pipeline_still_reports_other_errors(places: dict[str, Place]) -> None:
+def test_recovered_pipeline_still_reports_other_errors(apart: dict[str, Place]) -> None:
     with tenant("acme"):
         client = popoto_redis_db.get_REDIS_DB()
         client.set("plain", "x")
         pipe = client.pipeline()
         popoto_redis_db.run_lua(pipe, "return redis.call('INCR', KEYS[1])", 1, "counter")
-        with places["acme"].client() as direct_client:
+        with apart["acme"].client() as direct_client:
             direct_client.script_flush()
         pipe.incr("plain")  # WRONGTYPE-ish: not an integer
         with pytest.raises(redis.ResponseError, match="not an integer"):
@@ -605,7 +616,7 @@ def test_flush_guard_still_refuses_db0_through_every_client(places: dict[str, Pl
         asyncio.run(async_flush())
 
 
-def test_in_place_pool_swaps_are_refused_and_change_nothing(places: dict[str, Place]) -> None:
+def test_in_place_pool_swaps_are_refused_and_change_nothing(apart: dict[str, Place]) -> None:
     import popoto.pytest_plugin
 
     with tenant("acme"):
@@ -616,17 +627,17 @@ def test_in_place_pool_swaps_are_refused_and_change_nothing(places: dict[str, Pl
         with pytest.raises(rt_popoto.PoolSwapRefusedError):
             before.connection_pool = redis.ConnectionPool()
         # Re-asserting the db the tenant already uses (the plugin does, per test) is fine.
-        popoto.pytest_plugin._swap_db(places["acme"].db)
+        popoto.pytest_plugin._swap_db(apart["acme"].db)
         if POPOTO_1_10:
             from popoto.integrations.config import MemoryConfig, bind_connection
 
-            other = places["globex"].url.rsplit("/", 1)[0] + "/9"
+            other = apart["globex"].url.rsplit("/", 1)[0] + "/9"
             with pytest.raises(rt_popoto.PoolSwapRefusedError):
                 bind_connection(MemoryConfig(url=other, url_is_explicit=True))
         assert popoto_redis_db.get_REDIS_DB() is before
         assert before.connection_pool is pool
         RtCustomer.create(name="stillhere")
-    assert "RtCustomer:stillhere" in places["acme"].stored()
+    assert "RtCustomer:stillhere" in apart["acme"].stored()
 
 
 async def test_popotos_setters_register_tenants_in_the_router(servers: Servers) -> None:
@@ -748,7 +759,7 @@ def test_subscriber_listens_on_its_tenant_and_publish_routes_per_call(
 
 
 def test_pubsub_thread_handlers_run_under_the_tenant_that_subscribed(
-    places: dict[str, Place],
+    apart: dict[str, Place],
 ) -> None:
     seen: list[str] = []
     with tenant("acme"):
@@ -800,7 +811,7 @@ def test_event_streams_and_stream_consumers_stay_on_their_tenant(
 
 
 def test_content_field_files_are_split_by_tenant(
-    places: dict[str, Place], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    apart: dict[str, Place], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import popoto.fields.content_field as content_field
 
@@ -830,7 +841,7 @@ def test_content_field_files_are_split_by_tenant(
 
 
 def test_content_field_with_its_own_store_is_refused_for_a_second_tenant(
-    places: dict[str, Place],
+    apart: dict[str, Place],
 ) -> None:
     class MemoryStore:
         def __init__(self) -> None:
@@ -852,7 +863,7 @@ def test_content_field_with_its_own_store_is_refused_for_a_second_tenant(
         RtNote.create(name="m", body="acme again")  # the same tenant may keep using it
     with tenant("globex"), pytest.raises(rt_popoto.SharedStateError, match="tenant 'acme'"):
         RtNote.create(name="n", body="globex")
-    assert "RtNote:n" not in places["globex"].stored()
+    assert "RtNote:n" not in apart["globex"].stored()
 
 
 class FakeEmbeddings(AbstractEmbeddingProvider):
