@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Popoto's own test suite (shipped in its sdist), run twice against one redis-server:
+# Popoto's own test suite (shipped in its sdist), run against one redis-server:
 # without the integration, exactly as Popoto ships it, and with
 # redis_tenancy.popoto.install() and a registered tenant active for the whole session
 # (scripts/popoto_suite_conftest.py). Prints both totals and every test that fails
-# only with the integration; exits 1 if there is one. Then runs this project's
-# tests/test_popoto*.py against the same Popoto version.
+# only with the integration; exits 1 if there is one. With POPOTO_SUITE_INHERIT=1 a
+# third run makes threads inherit the tenant (as Python 3.14 can) and is compared too.
+# Then runs this project's tests/test_popoto*.py against the same Popoto version.
 #
-#   scripts/popoto_suite.sh                 # Popoto 1.9.0, the whole suite (~20-40 min)
+#   scripts/popoto_suite.sh                 # Popoto 1.9.0, the whole suite (~30 min)
 #   POPOTO_VERSION=1.9.0 scripts/popoto_suite.sh -x -k validity   # extra args go to pytest
 #
 # The suite hard-codes localhost:6379 in places, so the server listens on
@@ -72,27 +73,34 @@ while True:
 EOF
 echo "server: $BIN on 127.0.0.1:$PORT ($("$PY" -c "import redis; print(redis.Redis(port=$PORT).info()['redis_version'])"))"
 
-run_suite() {  # $1: without|with; the rest: extra pytest args
-    local mode=$1; shift
+run_suite() {  # $1: run label, $2: directory, $3: thread mode; the rest: pytest args
+    local label=$1 dir=$2 threads=$3; shift 3
     "$PY" -c "import redis; redis.Redis(port=$PORT).flushall()"
     local start=$SECONDS
     (
-        cd "$WORK/$mode"
+        cd "$WORK/$dir"
         unset REDIS_URL ENV
         env POPOTO_SUITE_URL="redis://127.0.0.1:$PORT/15" \
             POPOTO_SUITE_TRAP_URL="redis://127.0.0.1:$PORT/14" \
-            POPOTO_SUITE_REPORT="$WORK/harness.json" \
+            POPOTO_SUITE_REPORT="$WORK/$label.json" POPOTO_SUITE_THREADS="$threads" \
             timeout 3600 "$PY" -m pytest -p no:cacheprovider -o addopts="" -q \
-            --junitxml="$WORK/$mode.xml" tests "$@" > "$WORK/$mode.log" 2>&1 || true
+            --junitxml="$WORK/$label.xml" tests "$@" > "$WORK/$label.log" 2>&1 || true
     )
-    echo "$mode: $(tail -1 "$WORK/$mode.log") [$((SECONDS - start)) s wall]"
+    echo "$label: $(tail -1 "$WORK/$label.log") [$((SECONDS - start)) s wall]"
 }
 
-run_suite without "$@"
-run_suite with "$@"
+run_suite without without plain "$@"
+run_suite with with plain "$@"
 status=0
+echo "== without vs with:"
 "$PY" "$ROOT/scripts/popoto_suite_compare.py" "$WORK/without.xml" "$WORK/with.xml" \
-    "$WORK/harness.json" || status=$?
+    "$WORK/with.json" || status=$?
+if [ "${POPOTO_SUITE_INHERIT:-0}" = 1 ]; then
+    run_suite with-inherit with inherit "$@"
+    echo "== without vs with, threads inheriting the tenant:"
+    "$PY" "$ROOT/scripts/popoto_suite_compare.py" "$WORK/without.xml" \
+        "$WORK/with-inherit.xml" "$WORK/with-inherit.json" || status=$?
+fi
 
 echo "this project's tests/test_popoto*.py against popoto $VERSION:"
 (cd "$ROOT" && "$PY" -m pytest -p no:cacheprovider -q tests/test_popoto.py \

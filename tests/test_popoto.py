@@ -217,6 +217,10 @@ def _replaced_names() -> dict[tuple[str, str], object]:
             copies += 1
     assert copies >= 11
     found["ContentField", "store"] = vars(content_field.ContentField)["store"]
+    renewer = getattr(sys.modules["popoto.fields.existence_filter"], "BloomLockRenewer", None)
+    if renewer is not None:
+        found["BloomLockRenewer", "_run"] = vars(renewer)["_run"]
+        found["BloomLockRenewer", "__enter__"] = vars(renewer)["__enter__"]
     if POPOTO_1_10:
         found["popoto.batch", "batch"] = vars(sys.modules["popoto.batch"])["batch"]
         found["popoto", "batch"] = vars(popoto)["batch"]
@@ -580,6 +584,29 @@ def test_recovered_pipeline_still_reports_other_errors(apart: dict[str, Place]) 
         with pytest.raises(redis.ResponseError, match="not an integer"):
             pipe.execute()
         assert client.get("counter") == b"1"  # the script was re-run once, as EVAL
+
+
+def test_bloom_rebuild_lock_renewer_thread_runs_under_the_rebuilding_tenant(
+    apart: dict[str, Place], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    existence_filter = sys.modules["popoto.fields.existence_filter"]
+    if not hasattr(existence_filter, "BloomLockRenewer"):
+        pytest.skip("Popoto 1.9 starts no renewal thread")
+    renewer_class = existence_filter.BloomLockRenewer
+    monkeypatch.setattr(renewer_class, "interval_s", staticmethod(lambda: 0.01))
+    renewed_as: list[str] = []
+
+    class Lock:
+        def _renew_v2_rebuild(self, model_class: Any, token: str) -> bool:
+            renewed_as.append(current_tenant())
+            return True
+
+        def _rebuild_lock_key(self, model_class: Any) -> str:
+            return "lock"
+
+    with tenant("globex"), renewer_class(RtFact, [(Lock(), "token")]):
+        wait_until(lambda: bool(renewed_as), what="a renewal")
+    assert set(renewed_as) == {"globex"}
 
 
 # -- guard, pool swaps, setters --------------------------------------------------------------

@@ -23,6 +23,8 @@ What is replaced (Popoto 1.9.x and 1.10.x):
 ``_embedding_cache``, ``_listener_threads``
 ``content_field.get_default_store``,        per-tenant ``FilesystemStore``; other stores
 ``ContentField.store``                      refused under a second tenant
+``BloomLockRenewer`` (1.10)                 its renewal thread runs under its starter's
+                                            tenant
 ==========================================  ==============================================
 
 plus every copy of these names in other ``popoto`` modules. The guarded clients keep
@@ -42,6 +44,7 @@ Example::
 
 from __future__ import annotations
 
+import contextvars
 import importlib.metadata
 import logging
 import re
@@ -89,9 +92,13 @@ _SUPPORTED_TEXT = "1.9.x and 1.10.x"
 _WATCHED = (
     "popoto.redis_db",
     "popoto.batch",
+    "popoto.fields.existence_filter",
     "popoto.fields.embedding_field",
     "popoto.fields.content_field",
 )
+
+#: Where a Popoto-started thread keeps the context (tenant) of the code that started it.
+_CONTEXT = "_redis_tenancy_context"
 
 _lock = threading.RLock()
 _installation: _Installation | None = None
@@ -180,6 +187,7 @@ class _Installation:
         self.listeners: TenantKeyedDict | None = None
         self.caches: list[Any] = []
         self.active = False
+        self.done: set[str] = set()
         self.hook = PostImportHook(dict.fromkeys(_WATCHED, self._on_import))
         self._unsubscribe: Callable[[], None] = _nothing
 
@@ -223,13 +231,16 @@ class _Installation:
                 self._patch(module)
 
     def _patch(self, module: ModuleType) -> None:
-        if self.patches.patched(module):
-            return
         name = module.__name__
+        if name in self.done:
+            return
+        self.done.add(name)
         if name == "popoto.redis_db":
             self._patch_redis_db(module)
         elif name == "popoto.batch":
             self._patch_batch(module)
+        elif name == "popoto.fields.existence_filter":
+            self._patch_existence_filter(module)
         elif name == "popoto.fields.embedding_field":
             self._patch_embedding_field(module)
         elif name == "popoto.fields.content_field":
@@ -259,6 +270,33 @@ class _Installation:
             return batch_class(client.connection_pool, client.response_callbacks, transaction, None)
 
         self.patches.replace(module, "batch", batch, copies=True)
+
+    def _patch_existence_filter(self, module: ModuleType) -> None:
+        """Popoto 1.10's bloom-rebuild lock renewer thread: run it under its starter's tenant.
+
+        ``Model.rebuild_indexes(bloom_hash_version=2)`` renews its locks from a thread
+        it starts; threads do not inherit context variables, so without this the
+        renewals would go to the default tenant and the tenant's locks would lapse.
+        """
+        renewer = getattr(module, "BloomLockRenewer", None)
+        if renewer is None:  # Popoto 1.9 has no such thread
+            return
+        original_enter = vars(renewer)["__enter__"]
+        original_run = vars(renewer)["_run"]
+
+        def __enter__(self: Any) -> Any:
+            vars(self)[_CONTEXT] = contextvars.copy_context()
+            return original_enter(self)
+
+        def _run(self: Any) -> None:
+            context = vars(self).get(_CONTEXT)
+            if context is None:
+                original_run(self)
+            else:
+                context.run(original_run, self)
+
+        self.patches.replace(renewer, "__enter__", __enter__)
+        self.patches.replace(renewer, "_run", _run)
 
     def _patch_embedding_field(self, module: ModuleType) -> None:
         module.stop_invalidation_listeners()  # started on Popoto's own connection

@@ -87,10 +87,6 @@ class PatchSet:
                 return patch.original
         raise KeyError(f"{_describe(owner)}.{name} was not replaced")
 
-    def patched(self, owner: object) -> bool:
-        """Whether anything of ``owner`` was replaced."""
-        return any(patch.owner is owner for patch in self._patches)
-
     def sweep(self, modules: Iterable[ModuleType]) -> int:
         """In each module, rebind names that hold a replaced original. Returns how many."""
         done = 0
