@@ -81,7 +81,7 @@ run_suite() {  # $1: run label, $2: directory, $3: thread mode; the rest: pytest
         cd "$WORK/$dir"
         unset REDIS_URL ENV
         env POPOTO_SUITE_URL="redis://127.0.0.1:$PORT/15" \
-            POPOTO_SUITE_TRAP_URL="redis://127.0.0.1:$PORT/14" \
+            POPOTO_SUITE_TRAP_URL="redis://127.0.0.1:$PORT/9" \
             POPOTO_SUITE_REPORT="$WORK/$label.json" POPOTO_SUITE_THREADS="$threads" \
             timeout 3600 "$PY" -m pytest -p no:cacheprovider -o addopts="" -q \
             --junitxml="$WORK/$label.xml" tests "$@" > "$WORK/$label.log" 2>&1 || true

@@ -9,9 +9,10 @@ Popoto's pytest plugin configures itself), it
   suite uses (``POPOTO_SUITE_URL``, db 15 like Popoto's plugin), then enters
   ``tenant("suite")`` for the whole session: the main thread, and every task and
   ``asyncio.to_thread`` worker it starts, run as ``suite``; a thread started without
-  copying the context runs as the default tenant and writes to the trap. The router
-  has a connection budget of 256 (Popoto's own pools: 128 sync + 128 async, where
-  excess callers wait) so bursts wait for a connection as they do under Popoto;
+  copying the context runs as the default tenant and writes to the trap (db 9: the
+  suite itself uses 14 and 15). The router has a connection budget of 256 waiting up
+  to 20 s (Popoto's own pools: 128 sync + 128 async ``BlockingConnectionPool``s,
+  whose excess callers wait up to 20 s), so bursts wait as they do under Popoto;
 - with ``POPOTO_SUITE_THREADS=inherit``, makes every thread start in the context of
   the code that started it (what Python 3.14's ``-X thread_inherit_context=1`` does),
   to tell the suite's thread tests failing for that reason from routing bugs;
@@ -54,7 +55,7 @@ if os.environ.get("POPOTO_SUITE_THREADS") == "inherit":
 
     threading.Thread.start = _start_in_context  # type: ignore[method-assign]
 
-router = Router(default_url=TRAP_URL, max_connections=256)
+router = Router(default_url=TRAP_URL, max_connections=256, wait_timeout=20)
 redis_tenancy.popoto.install(router)
 router.register("suite", url=SUITE_URL, **SUITE_KWARGS)
 _SESSION_TENANT = router.tenant("suite")
