@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import threading
-import weakref
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 from urllib.parse import quote
@@ -106,8 +105,9 @@ class TenantState:
         self.router = router
         self._lock = threading.Lock()
         self._stores: dict[tuple[str, str, str], Any] = {}
-        self._claims: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
-        self._claims_by_id: dict[int, str] = {}
+        # id(store) -> (store, tenant that used it first). Stores live as long as the
+        # process or their model class, so holding them costs nothing.
+        self._claims: dict[int, tuple[Any, str]] = {}
 
     def current(self) -> str:
         """The active tenant's name (raises in strict mode outside a tenant)."""
@@ -156,13 +156,11 @@ class TenantState:
 
     def claim(self, thing: Any, name: str, what: str) -> None:
         """Record that tenant ``name`` uses ``thing``; refuse if another tenant did."""
-        owner = self._owner(thing)
-        if owner is None:
+        claimed = self._claims.get(id(thing))
+        if claimed is None:
             with self._lock:
-                owner = self._owner(thing)
-                if owner is None:
-                    self._remember(thing, name)
-                    return
+                claimed = self._claims.setdefault(id(thing), (thing, name))
+        owner = claimed[1]
         if owner != name:
             raise SharedStateError(
                 f"{what} ({type(thing).__name__}) is process-wide and cannot be split by "
@@ -171,15 +169,3 @@ class TenantState:
                 "tenant's model, or a store that keys by redis_tenancy.current_tenant()), "
                 "or use Popoto's FilesystemStore, which the integration splits by tenant"
             )
-
-    def _owner(self, thing: Any) -> str | None:
-        try:
-            return self._claims.get(thing)
-        except TypeError:  # not weak-referenceable
-            return self._claims_by_id.get(id(thing))
-
-    def _remember(self, thing: Any, name: str) -> None:
-        try:
-            self._claims[thing] = name
-        except TypeError:
-            self._claims_by_id[id(thing)] = name
