@@ -90,8 +90,8 @@ def test_package_all_is_complete_without_duplicates() -> None:
     # Order is ruff's job (RUF022); here: every public name is listed exactly once.
     assert len(redis_tenancy.__all__) == len(set(redis_tenancy.__all__))
     public = {n for n in dir(redis_tenancy) if not n.startswith("_")}
-    # Submodules (redis_db, and the integrations: asgi, celery... once imported) are
-    # attributes of the package, not names it exports.
+    # Submodules (redis_db, and the integrations: asgi, celery, popoto... once imported)
+    # are attributes of the package, not names it exports.
     modules = {n for n in public if isinstance(getattr(redis_tenancy, n), types.ModuleType)}
     assert "redis_db" in modules
     assert public - modules - {"annotations"} == set(redis_tenancy.__all__)
