@@ -185,6 +185,76 @@ def test_restarted_only_server_serves_the_next_call_without_waiting_the_cooldown
     plain.close()
 
 
+class _Counted(redis.retry.Retry):
+    """A Retry that counts the attempts of its class (redis-py copies the object)."""
+
+    attempts = 0
+
+    def call_with_retry(
+        self, do: Any, fail: Any, is_retryable: Any = None, with_failure_count: bool = False
+    ) -> Any:
+        def counted() -> Any:
+            type(self).attempts += 1
+            return do()
+
+        return super().call_with_retry(counted, fail, is_retryable, with_failure_count)
+
+
+class _PlainCounted(_Counted):
+    attempts = 0
+
+
+class _TenantCounted(_Counted):
+    attempts = 0
+
+
+def test_a_call_made_while_the_only_server_restarts_survives_as_a_plain_clients_does(
+    own: RedisServer,
+) -> None:
+    # Both clients get the same settings: up to 400 retries 50 ms apart. The server is
+    # down when both calls start and comes back while they retry: both must succeed.
+    settings: dict[str, Any] = {"socket_timeout": 1, "socket_connect_timeout": 1}
+    plain = redis.Redis.from_url(
+        own.url, retry=_PlainCounted(redis.backoff.ConstantBackoff(0.05), 400), **settings
+    )
+    set_REDIS_DB_settings(
+        "restarting",
+        url=own.url,
+        retry=_TenantCounted(redis.backoff.ConstantBackoff(0.05), 400),
+        failover_cooldown=60,
+        **settings,
+    )
+    own.kill()
+    results: dict[str, object] = {}
+
+    def call(name: str, do: Any) -> None:
+        try:
+            results[name] = do()
+        except BaseException as exc:
+            results[name] = exc
+
+    def through_tenant() -> object:
+        with tenant("restarting"):
+            return POPOTO_REDIS_DB.set("k", "tenant")
+
+    threads = [
+        threading.Thread(target=call, args=("plain", lambda: plain.set("p", "plain"))),
+        threading.Thread(target=call, args=("tenant", through_tenant)),
+    ]
+    for thread in threads:
+        thread.start()
+    wait_until(
+        lambda: _PlainCounted.attempts >= 2 and _TenantCounted.attempts >= 2,
+        what="both calls retrying against the stopped server",
+    )
+    own.start()
+    for thread in threads:
+        thread.join(60)
+    assert results == {"plain": True, "tenant": True}
+    assert direct(own).get("k") == "tenant"
+    plain.close()
+
+
 def _answers() -> bool:
     try:
         return bool(POPOTO_REDIS_DB.ping())

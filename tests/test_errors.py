@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis.backoff
+import redis.retry
 
 from redis_tenancy import FailoverEvent, NoHealthyEndpointError, UnknownTenantError
 from redis_tenancy._embedded import RedisServer
@@ -88,7 +90,8 @@ def test_outage_logs_a_handful_of_lines_not_one_per_caller(
     doomed: tuple[RedisServer, RedisServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     server, _ = doomed
-    set_REDIS_DB_settings("down", url=server.url, socket_connect_timeout=1)
+    no_retry = redis.retry.Retry(redis.backoff.NoBackoff(), 0)  # every call its own error
+    set_REDIS_DB_settings("down", url=server.url, socket_connect_timeout=1, retry=no_retry)
     with tenant("down"):
         POPOTO_REDIS_DB.ping()
     server.kill()

@@ -44,6 +44,7 @@ from .conftest import SECRET, direct, wait_until
 
 TIMEOUT = 0.5
 FAST: dict[str, Any] = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT}
+NO_RETRY = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
 
 
 @pytest.fixture
@@ -312,11 +313,11 @@ async def test_async_failover_url_registered_at_runtime_serves_the_next_call(
 
 
 @pytest.mark.parametrize("warm", [False, True], ids=["cold", "pooled"])
-def test_all_endpoints_down_is_one_fast_typed_error(
+def test_all_endpoints_down_is_one_typed_error_naming_each_endpoint(
     pair: tuple[RedisServer, RedisServer], warm: bool
 ) -> None:
     primary, backup = pair
-    set_REDIS_DB_settings("fd", url=primary.url, failover_urls=[backup.url], **FAST)
+    set_REDIS_DB_settings("fd", url=primary.url, failover_urls=[backup.url], retry=NO_RETRY, **FAST)
     with tenant("fd"):
         if warm:  # a pooled connection meets the dead server mid-command first
             POPOTO_REDIS_DB.ping()
@@ -324,7 +325,7 @@ def test_all_endpoints_down_is_one_fast_typed_error(
         kill(backup)
         with pytest.raises(NoHealthyEndpointError) as info:
             POPOTO_REDIS_DB.get("k")
-        # No retry storm: each endpoint was tried once, not once per redis-py retry.
+        # Each endpoint was tried once in the call (no retries were asked for).
         assert [e.consecutive_failures for e in tenant_status("fd").endpoints] == [1, 1]
         # With nowhere left to fail over to, the next call probes again at once
         # (a plain client would try to connect too), still once per endpoint.
@@ -340,15 +341,19 @@ def test_all_endpoints_down_is_one_fast_typed_error(
     assert str(error).count("Connection refused") == 2
 
 
-async def test_async_all_endpoints_down_is_one_fast_typed_error(
+async def test_async_all_endpoints_down_is_one_typed_error(
     pair: tuple[RedisServer, RedisServer],
 ) -> None:
     primary, backup = pair
-    set_REDIS_DB_settings("fe", url=primary.url, failover_urls=[backup.url], **FAST)
+    set_REDIS_DB_settings("fe", url=primary.url, failover_urls=[backup.url], retry=NO_RETRY, **FAST)
     with tenant("fe"):
         await POPOTO_ASYNC_REDIS_DB.ping()
         kill(primary)
         kill(backup)
+        # No retries asked for: the pooled connection's own error comes first...
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await POPOTO_ASYNC_REDIS_DB.get("k")
+        # ...then the plan tries each endpoint once and gives the typed error.
         with pytest.raises(NoHealthyEndpointError, match="no healthy endpoint"):
             await POPOTO_ASYNC_REDIS_DB.get("k")
     assert [e.consecutive_failures for e in tenant_status("fe").endpoints] == [1, 1]
@@ -382,28 +387,33 @@ class AsyncCountingRetry(redis.asyncio.retry.Retry):
         return await super().call_with_retry(counted, fail, is_retryable, with_failure_count)
 
 
-def test_users_own_retry_subclass_keeps_its_logic_but_never_retries_all_down(
-    pair: tuple[RedisServer, RedisServer],
+@pytest.mark.parametrize("on", ["tenant", "plain redis-py"])
+def test_all_down_is_retried_as_a_plain_client_retries_a_refused_connect(
+    pair: tuple[RedisServer, RedisServer], on: str
 ) -> None:
+    # The router adds failover, never an outage: with every endpoint down, the call is
+    # retried exactly as the connection's Retry says, as for a plain client (which is
+    # how a plain client survives a restart), each attempt costing at most one connect
+    # per endpoint and none while another caller probes.
     primary, backup = pair
     retry = CountingRetry(redis.backoff.ConstantBackoff(0.01), 3)
-    set_REDIS_DB_settings("fq", url=primary.url, failover_urls=[backup.url], retry=retry, **FAST)
-    with tenant("fq"):
-        POPOTO_REDIS_DB.ping()  # warm: the next command runs on a pooled connection
-        # Paused, not killed: the command must fail mid-flight, inside redis-py's retry
-        # (a killed peer is noticed when the connection is taken, before any retry).
-        primary.signal(signal.SIGSTOP)
-        kill(backup)
-        CountingRetry.attempts = 0
-        with pytest.raises(NoHealthyEndpointError):
+    kill(primary)
+    kill(backup)
+    CountingRetry.attempts = 0
+    if on == "plain redis-py":
+        with pytest.raises(redis.exceptions.ConnectionError):
+            redis.Redis.from_url(primary.url, retry=retry, **FAST).get("k")
+    else:
+        set_REDIS_DB_settings("fq", url=primary.url, failover_urls=[backup.url], retry=retry)
+        with tenant("fq"), pytest.raises(NoHealthyEndpointError, match="tenant 'fq'"):
             POPOTO_REDIS_DB.get("k")
-    # The subclass ran: attempt 1 timed out and was retried as the user asked; attempt 2
-    # found every endpoint down, and that is never retried (redis-py would try 4 times).
-    assert CountingRetry.attempts == 2
-    assert [e.consecutive_failures for e in tenant_status("fq").endpoints] == [1, 1]
+        failures = [e.consecutive_failures for e in tenant_status("fq").endpoints]
+        assert min(failures) >= 1, failures
+        assert max(failures) <= 4, failures
+    assert CountingRetry.attempts == 4  # 1 + 3 retries, the same either way
 
 
-async def test_users_own_async_retry_subclass_never_retries_all_down(
+async def test_async_all_down_is_retried_as_the_users_retry_says(
     pair: tuple[RedisServer, RedisServer],
 ) -> None:
     primary, backup = pair
@@ -416,8 +426,9 @@ async def test_users_own_async_retry_subclass_never_retries_all_down(
         AsyncCountingRetry.attempts = 0
         with pytest.raises(NoHealthyEndpointError):
             await POPOTO_ASYNC_REDIS_DB.get("k")
-    # Attempt 1 met the dead server mid-command; attempt 2 found every endpoint down.
-    assert AsyncCountingRetry.attempts == 2
+    # The command met the dead server, then redis-py's retries reconnected by the plan:
+    # 1 + 3 attempts, as for a plain client with this Retry.
+    assert AsyncCountingRetry.attempts == 4
 
 
 # -- every kind of command follows the plan ------------------------------------------------------

@@ -21,6 +21,7 @@ class FakeClock:
 ROUTES = [(None, "redis://primary:6379/0"), ("b", "redis://backup:6379/0")]
 REFUSED = redis.exceptions.ConnectionError("Error 111 connecting to primary:6379. refused.")
 READ_TIMEOUT = redis.exceptions.TimeoutError("Timeout reading from primary:6379")
+CONNECT_TIMEOUT = redis.exceptions.TimeoutError("Timeout connecting to server")
 
 
 class Plan(EndpointPlan):
@@ -319,7 +320,7 @@ def test_read_timeout_suspicion_is_checked_by_one_caller_and_a_healthy_answer_ch
     plan.succeeded(primary)
     assert plan.suspect(primary)
     assert not plan.suspect(primary), "one check at a time"
-    plan.verified(primary, None, connected=True)  # PING answered: the command was just slow
+    plan.verified(primary, None)  # PING answered: the command was just slow
     assert plan.keep(primary)
     assert primary.failures == 0
     assert plan.suspect(primary), "the next timeout may be checked again"
@@ -330,7 +331,7 @@ def test_failed_check_after_a_read_timeout_opens_the_circuit() -> None:
     primary, backup = primary_backup(plan)
     plan.succeeded(primary)
     assert plan.suspect(primary)
-    plan.verified(primary, REFUSED, connected=False)
+    plan.verified(primary, REFUSED)
     assert not plan.keep(primary)
     assert tries(plan) == [("backup", False)]
     plan.succeeded(backup)
@@ -343,18 +344,18 @@ def test_unanswered_check_opens_only_when_another_endpoint_can_take_over() -> No
     primary, backup = primary_backup(plan)
     plan.succeeded(primary)
     assert plan.suspect(primary)
-    plan.verified(primary, READ_TIMEOUT, connected=True)
+    plan.verified(primary, READ_TIMEOUT, definite=False)
     assert not plan.keep(primary), "the backup is closed: move there"
     plan.succeeded(backup)
     # Now the backup is the last usable endpoint: a read timeout alone never opens it.
     assert plan.suspect(backup)
-    plan.verified(backup, READ_TIMEOUT, connected=True)
+    plan.verified(backup, READ_TIMEOUT, definite=False)
     assert plan.keep(backup)
     assert backup.last_error is not None
     assert "Timeout" in backup.last_error
     # ...but a refused connect is a verdict, last endpoint or not.
     assert plan.suspect(backup)
-    plan.verified(backup, REFUSED, connected=False)
+    plan.verified(backup, REFUSED)
     assert not plan.keep(backup)
 
 
@@ -380,3 +381,30 @@ def test_shared_plan_names_the_calling_tenant_only() -> None:
     event = switch.seen_by("globex")
     assert (event.tenant, event.kind, event.to_endpoint) == ("globex", "failover", backup.url)
     assert "acme" not in repr(plan)
+
+
+def test_connect_timeout_opens_only_when_another_endpoint_can_take_over() -> None:
+    # A slow connect on a loaded machine looks like a paused server: with a backup it
+    # moves callers there; on the last usable endpoint it changes nothing for anyone else.
+    plan, _, _ = make_plan()
+    primary, backup = primary_backup(plan)
+    assert plan.failed(primary, CONNECT_TIMEOUT, definite=False), "the backup can take over"
+    assert tries(plan) == [("backup", False)]
+    plan.succeeded(backup)
+    assert not plan.failed(backup, CONNECT_TIMEOUT, definite=False)
+    assert plan.keep(backup)
+    assert backup.failures == 0
+    assert backup.last_error is not None
+    assert plan.failed(backup, REFUSED), "a refused connect is a verdict"
+    assert not plan.keep(backup)
+
+
+def test_connect_timeout_of_a_probe_counts() -> None:
+    clock = FakeClock()
+    plan = EndpointPlan([(None, "redis://only:6379/0")], CircuitPolicy(1.0, 1), clock)
+    (only,) = plan.routes
+    plan.failed(only, REFUSED)
+    route, probe = next(plan.attempts())
+    assert probe
+    assert plan.failed(route, CONNECT_TIMEOUT, definite=False)
+    assert route.state == "open"

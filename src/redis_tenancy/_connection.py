@@ -45,10 +45,10 @@ from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
 from redis.utils import SENTINEL
 
 from ._budget import ConnectionBudget
+from ._errors import EndpointsDown
 from ._failover import EndpointPlan, FailoverEvent, Route, Switch
 from ._handshake import head_only, tail, trusted
 from ._loops import spawn
-from ._retry import EndpointsDown, wrap_retry
 
 if TYPE_CHECKING:
     from ._lease import Lease
@@ -316,7 +316,6 @@ class _Managed(_Tracked):
         self.last_used = 0.0  # monotonic time of the last checkin (the budget's LRU)
         self.connecting = False
         self._closing_lock = threading.Lock()
-        conn.retry = wrap_retry(conn.retry)
         self.home = {name: getattr(conn, name) for name in _HOME}
         self.probe_kwargs = {
             k: v
@@ -351,11 +350,15 @@ class _Managed(_Tracked):
     def connect_steps(self, check_health: bool) -> Procedure:
         """Open a socket wherever the plan says: each endpoint in turn, judged as it goes.
 
-        Refused and timed-out connects count against their endpoint and the next one is
-        tried; anything else propagates (a claimed probe is released). With no endpoint
-        left: :class:`NoHealthyEndpointError` naming the tenant holding the connection
-        (or, inside the pool's ``get_connection``, the internal :class:`EndpointsDown`
-        its pool view turns into that error).
+        A refused connect counts against its endpoint and the next one is tried; so does
+        a timed-out one, unless no other endpoint could take over (then the caller gets
+        the timeout, as a plain client would, and the endpoint stays usable for
+        everyone else). Anything else propagates (a claimed probe is released). With no
+        endpoint left: :class:`NoHealthyEndpointError` naming the tenant holding the
+        connection (or, inside the pool's ``get_connection``, the internal
+        :class:`EndpointsDown` its pool view turns into that error). Either is a
+        ``ConnectionError``: the connection's ``Retry`` decides, as for a plain client,
+        whether to try again.
         """
         self.refuse_if_cut()
         self.route = None  # not counted against any endpoint until connected
@@ -373,8 +376,10 @@ class _Managed(_Tracked):
                 if error is not None:
                     yield "drop", None
                     if counts_against(error):
-                        self.plan.failed(route, error)
-                        continue
+                        definite = not isinstance(error, TimeoutError)
+                        if self.plan.failed(route, error, definite=definite):
+                            continue  # the next endpoint may take it
+                        raise error  # a timeout with nowhere else to go: as for a plain client
                     if probe:
                         self.plan.abandon(route)
                     raise error
@@ -393,14 +398,13 @@ class _Managed(_Tracked):
         probe = self.probe_class(**self.probe_settings(route))
         probe.retry = self.probe_retry_class(redis.backoff.NoBackoff(), 0)
         _, error = yield "probe_open", probe
-        connected = error is None
-        if connected:
+        if error is None:
             _, error = yield "probe_ping", probe
         yield "probe_close", probe
         if error is not None and not counts_against(error):
-            self.plan.verified(route, None, connected=False)  # not the endpoint's fault
+            self.plan.verified(route, None)  # not the endpoint's fault
             raise error
-        self.plan.verified(route, error, connected=connected)
+        self.plan.verified(route, error, definite=not isinstance(error, TimeoutError))
 
     def tail_steps(self, check_health: bool) -> Procedure:
         """The handshake after AUTH/HELLO, in one write, each reply judged as redis-py
@@ -488,7 +492,9 @@ class ManagedConnection(_Managed, connection.Connection):
             return
         if reuse is False:
             self.disconnect()
-        self.connect_check_health()
+        # redis-py's own connect: its Retry around connect_check_health, exactly as a
+        # plain client retries a refused or timed-out connect.
+        super().connect()  # type: ignore[no-untyped-call]
 
     def connect_check_health(
         self, check_health: bool = True, retry_socket_connect: bool = True
@@ -603,7 +609,7 @@ class AsyncManagedConnection(_Managed, aconnection.Connection):
             return
         if reuse is False:
             await self.disconnect()
-        await self.connect_check_health()
+        await super().connect()  # type: ignore[no-untyped-call]
 
     async def connect_check_health(
         self, check_health: bool = True, retry_socket_connect: bool = True

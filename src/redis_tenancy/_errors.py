@@ -35,12 +35,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 __all__ = [
     "ConnectionBudgetExceededError",
+    "EndpointsDown",
     "InvalidTenantNameError",
     "NoActiveTenantError",
     "NoEventLoopError",
@@ -236,6 +237,19 @@ class TenantContextError(PopotoException, RuntimeError):
     Also raised by a second exit of the same entry. The active tenant is left as it
     was: nothing is reset with another thread's or task's token.
     """
+
+
+class EndpointsDown(RedisConnectionError):
+    """Internal: no endpoint took a new connection, and no tenant holds it yet.
+
+    Raised from inside a pool's ``get_connection`` (a ``ConnectionError``, so redis-py's
+    retry policy treats it as a plain client's refused connect); the tenant's pool view
+    turns it into :class:`NoHealthyEndpointError` naming the tenant. It logs nothing.
+    """
+
+    def __init__(self, plan: Any) -> None:
+        super().__init__("no healthy endpoint")
+        self.plan = plan
 
 
 class Unresolved(Exception):

@@ -22,12 +22,13 @@ rules keep the breaker from ever making a tenant *less* available than a plain
   fail over to, so waiting out the cooldown would only delay recovery: an open
   endpoint may then be probed by one caller at a time after a short backoff
   (:data:`ON_DEMAND_BACKOFF`), and a restarted server serves the next caller.
-- **A read timeout is a suspicion, not a verdict.** A blocking command (``BLPOP``) or a
+- **A timeout is a suspicion, not a verdict.** A blocking command (``BLPOP``) or a
   slow one (``DEBUG SLEEP``) outliving ``socket_timeout`` says nothing about the
   server. The caller that saw it verifies with a fresh connect and ``PING``
   (:meth:`EndpointPlan.suspect` / :meth:`EndpointPlan.verified`); only a failed check
-  counts, and a check that connected but got no answer never opens the last usable
-  endpoint (a paused server with no backup still has nowhere better to send callers).
+  counts. And a timeout — of a check or of a connect — never opens the last usable
+  endpoint: a paused or overloaded server with no backup still has nowhere better to
+  send callers, who keep connecting as plain clients would.
 - **Stale successes are ignored** (:meth:`EndpointPlan.succeeded` ``since``).
 
 A plan may be shared by every tenant with the same connection settings, so it holds no
@@ -296,12 +297,27 @@ class EndpointPlan:
                 route.state = OPEN
                 self._recompute()
 
-    def failed(self, route: Route, error: BaseException) -> None:
-        """Record a failure of ``route`` (a refused or timed-out connect, a failed check)."""
+    def failed(self, route: Route, error: BaseException, *, definite: bool = True) -> bool:
+        """Record a failure of ``route``; True if it counted (try the next endpoint).
+
+        A refused connect is ``definite``. A timed-out one is not: a loaded machine or a
+        paused server look the same from here, so it counts only when another endpoint
+        could take over (or the endpoint was being probed); on the last usable endpoint
+        it is noted as the last error and nothing else, and the caller gets the timeout
+        as a plain client would, while everyone else keeps connecting.
+        """
         now = self.clock()
         with self._lock:
+            if not definite and not route.probing and not self._others_usable(route):
+                route.last_error = redact_text(f"{type(error).__name__}: {error}")
+                return False
             self._fail(route, error, now)
             self._recompute()
+            return True
+
+    def _others_usable(self, route: Route) -> bool:
+        # Called with the lock held.
+        return any(r.state == CLOSED for r in self.routes if r is not route)
 
     def _fail(self, route: Route, error: BaseException, now: float) -> None:
         route.failures += 1
@@ -372,25 +388,18 @@ class EndpointPlan:
             route.verifying = True
             return True
 
-    def verified(self, route: Route, error: BaseException | None, *, connected: bool) -> None:
+    def verified(self, route: Route, error: BaseException | None, *, definite: bool = True) -> None:
         """The check :meth:`suspect` asked for is done.
 
         ``error`` is ``None`` if the endpoint answered ``PING`` (the command was just
-        slow: nothing is recorded). A failed connect counts as a failure. A check that
-        connected but got no answer counts too, unless ``route`` is the last usable
-        endpoint: opening it could not send anyone somewhere better.
+        slow: nothing is recorded). A refused connect (``definite``) counts as a
+        failure. A check that timed out counts too, unless ``route`` is the last usable
+        endpoint: opening it could not send anyone somewhere better (see :meth:`failed`).
         """
-        now = self.clock()
         with self._lock:
             route.verifying = False
-            if error is None:
-                return
-            others = any(r.state == CLOSED for r in self.routes if r is not route)
-            if connected and not others:
-                route.last_error = redact_text(f"{type(error).__name__}: {error}")
-                return
-            self._fail(route, error, now)
-            self._recompute()
+        if error is not None:
+            self.failed(route, error, definite=definite)
 
     # -- all down -----------------------------------------------------------------------------
 

@@ -33,9 +33,8 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._errors import StaleClientError
+from ._errors import EndpointsDown, StaleClientError
 from ._failover import FailoverEvent
-from ._retry import EndpointsDown
 
 if TYPE_CHECKING:
     import asyncio

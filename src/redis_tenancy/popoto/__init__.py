@@ -54,8 +54,6 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-import redis.asyncio.cluster
-
 from .. import FailoverEvent, Router, default_router
 from ._clients import Binding, recovering
 from ._errors import (
