@@ -12,7 +12,8 @@ describes it, so ``except TypeError`` / ``except ValueError`` keep working too::
     ├── NoActiveTenantError             (RuntimeError) strict mode, outside tenant()
     ├── NoEventLoopError                (RuntimeError) async proxy without a running loop
     ├── ConnectionBudgetExceededError   no connection slot freed up in time
-    └── NoHealthyEndpointError          (redis ConnectionError) every endpoint is down
+    ├── NoHealthyEndpointError          (redis ConnectionError) every endpoint is down
+    └── NamespaceError                  (redis ResponseError) a command a namespace cannot confine
 
 Errors that Redis itself returns (``redis.exceptions.*``) pass through untouched.
 Messages are built from redacted values only: no password or token ever reaches
@@ -24,10 +25,12 @@ from __future__ import annotations
 import logging
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError as RedisResponseError
 
 __all__ = [
     "ConnectionBudgetExceededError",
     "InvalidTenantNameError",
+    "NamespaceError",
     "NoActiveTenantError",
     "NoEventLoopError",
     "NoHealthyEndpointError",
@@ -100,3 +103,26 @@ class ConnectionBudgetExceededError(PopotoException):
     Deliberately not a ``redis.exceptions.ConnectionError``: redis-py's retries would
     otherwise wait for the budget again, ten times over.
     """
+
+
+class NamespaceError(PopotoException, RedisResponseError):
+    """A namespaced client refused a command it cannot confine to the tenant's namespace.
+
+    Raised before anything is sent: the command is refused outright (``FLUSHALL``,
+    ``SELECT``...), its keys cannot be located exactly (an unknown module command, a
+    ``numkeys`` that is not an integer), or it is not available where it was used
+    (``KEYS`` inside a pipeline). Also raised when a reply that carries key names holds
+    one outside the namespace, which is then never returned. A
+    ``redis.exceptions.ResponseError`` too, like the server's own ``NOPERM``, so
+    existing ``except`` blocks keep working. The message names the command and the
+    reason, never a key (which could belong to another tenant).
+
+    Attributes:
+        command: the command as the caller named it, upper case (``"CLIENT KILL"``).
+        reason: why it was refused.
+    """
+
+    def __init__(self, command: str, reason: str) -> None:
+        super().__init__(f"{command} refused on a namespaced client: {reason}")
+        self.command = command
+        self.reason = reason
