@@ -119,10 +119,11 @@ class NamespaceError(PopotoException, RedisResponseError):
 
     Attributes:
         command: the command as the caller named it, upper case (``"CLIENT KILL"``).
-        reason: why it was refused.
+        reason: why it was refused (or what was wrong with its reply).
     """
 
-    def __init__(self, command: str, reason: str) -> None:
-        super().__init__(f"{command} refused on a namespaced client: {reason}")
+    def __init__(self, command: str, reason: str, *, refused: bool = True) -> None:
+        verb = "refused on" if refused else "failed on"
+        super().__init__(f"{command} {verb} a namespaced client: {reason}")
         self.command = command
         self.reason = reason

@@ -196,8 +196,11 @@ def key_positions(specs: Sequence[KeySpec], args: Sequence[Any]) -> list[int]:
             if numkeys < 0:
                 raise KeysNotExact(f"numkeys {numkeys} is negative")
             first += spec.b
-            last = first + numkeys - 1
             step = spec.c
+            # numkeys keys, step apart (Valkey's reading; Redis 7.0 computes
+            # first + numkeys - 1, which differs only for a step > 1, and no Redis
+            # command has one; Valkey's MSETEX does).
+            last = first + (numkeys - 1) * step
         else:
             raise KeysNotExact(f"key spec of type {spec.find!r} cannot be searched")
         if step < 1:

@@ -36,7 +36,7 @@ from ._errors import NamespaceError, TenantConfigError
 from ._keyfinder import CommandSpec, KeysNotExact, arg_bytes, key_positions
 from ._keyspecs import COMMANDS
 from ._nslua import SCAN_COUNT, wrap, wrapped_sha
-from ._nsreplies import REPLY_RULES
+from ._nsreplies import REPLY_RULES, KeyOutside
 
 __all__ = [
     "Emulate",
@@ -53,11 +53,6 @@ __all__ = [
 NO_SHA: Final = "0" * 40
 
 _GLOB_SPECIALS = frozenset("\\*?[]")
-
-
-class KeyOutside(Exception):
-    """A reply held a key outside the namespace (internal; the client raises
-    :class:`NamespaceError` naming the command)."""
 
 
 @dataclass(slots=True)
@@ -205,7 +200,7 @@ class Namespace:
                 return pattern[len(self._pat_bytes) :]
         elif isinstance(pattern, str) and pattern.startswith(self._pat_str):
             return pattern[len(self._pat_str) :]
-        raise NamespaceError("PUBSUB", "a pattern outside the namespace")
+        raise KeyOutside
 
     def channel(self, channel: Any) -> Any:
         """A pub/sub channel with the prefix (keyspace notification channels refused)."""

@@ -86,7 +86,9 @@ def _wrap_callback(name: str, original: Callable[..., Any] | None) -> Callable[.
                 response = fix(response)
             except KeyOutside:
                 raise NamespaceError(
-                    name, "its reply carried a key outside the namespace (not returned)"
+                    name,
+                    "its reply carried a key outside the namespace (not returned)",
+                    refused=False,
                 ) from None
         if original is None:
             return response
@@ -184,7 +186,9 @@ def emulation_result(
 
 
 def emulation_error(plan: Emulate) -> NamespaceError:
-    return NamespaceError(plan.command, "SCAN returned a key outside the namespace")
+    return NamespaceError(
+        plan.command, "SCAN returned a key outside the namespace (not returned)", refused=False
+    )
 
 
 def refuse_in_pipeline(plan: Emulate) -> NamespaceError:

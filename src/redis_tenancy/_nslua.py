@@ -180,8 +180,8 @@ local KEYS, ARGV, redis = (function(K, A, R)
             local nk = numkeys(a[idx + 1])
             if nk == nil or nk < 0 then return nil, "numkeys is not a non-negative integer" end
             first = first + s.b
-            last = first + nk - 1
             step = s.c
+            last = first + (nk - 1) * step
           end
         else
           return nil, "its keys cannot be found exactly"

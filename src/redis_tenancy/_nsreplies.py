@@ -21,7 +21,15 @@ from ._nslua import unwrap_text
 if TYPE_CHECKING:
     from ._namespace import Namespace
 
-__all__ = ["REPLY_RULES", "unprefix_message"]
+__all__ = ["REPLY_RULES", "KeyOutside", "unprefix_message"]
+
+
+class KeyOutside(Exception):
+    """A reply held a key (or channel, or pattern) outside the namespace.
+
+    Internal and cheap: the client turns it into one :class:`NamespaceError` naming
+    the command (and never the key).
+    """
 
 
 def _keys(ns: Namespace, raw: Any) -> list[Any]:
@@ -113,8 +121,10 @@ def unprefix_message(ns: Namespace, response: Any) -> Any:
             out[2] = ns.unkey(out[2])
         else:
             return response
-    except NamespaceError:
+    except KeyOutside:
         raise NamespaceError(
-            kind.upper(), "a pub/sub message named a channel outside the namespace"
+            kind.upper(),
+            "a pub/sub message named a channel outside the namespace (not returned)",
+            refused=False,
         ) from None
     return out
