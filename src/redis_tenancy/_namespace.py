@@ -39,6 +39,7 @@ from ._nslua import SCAN_COUNT, wrap, wrapped_sha
 from ._nsreplies import REPLY_RULES, KeyOutside
 
 __all__ = [
+    "FAST_KINDS",
     "Emulate",
     "KeyOutside",
     "Lookup",
@@ -51,8 +52,6 @@ __all__ = [
 #: A SHA no script has: sent in place of a caller SHA that was never wrapped here, so
 #: the server answers NOSCRIPT (or 0 to SCRIPT EXISTS) instead of running anything.
 NO_SHA: Final = "0" * 40
-
-_GLOB_SPECIALS = frozenset("\\*?[]")
 
 
 @dataclass(slots=True)
@@ -88,8 +87,11 @@ class Lookup:
 Plan = Send | Emulate | Lookup
 
 
+_GLOB_ESCAPES = str.maketrans({c: "\\" + c for c in "\\*?[]"})
+
+
 def _escape(text: str) -> str:
-    return "".join("\\" + c if c in _GLOB_SPECIALS else c for c in text)
+    return text.translate(_GLOB_ESCAPES)
 
 
 def _display(spec_name: str) -> str:
@@ -227,20 +229,27 @@ class Namespace:
         kind = _FAST.get(args[0])
         if kind is None or len(args) < 2:
             return None
+        s, b = self._str, self._bytes
         if kind == 1:
             key = args[1]
             cls = key.__class__
             if cls is str:
-                return (args[0], self._str + key, *args[2:])
+                return (args[0], s + key, *args[2:])
             if cls is bytes:
-                return (args[0], self._bytes + key, *args[2:])
+                return (args[0], b + key, *args[2:])
             return (args[0], self.key(key), *args[2:])
-        key_of = self.key
         if kind == 2:
-            return (args[0], *[key_of(k) for k in args[1:]])
+            key_of = self.key
+            return (
+                args[0],
+                *[
+                    s + k if k.__class__ is str else b + k if k.__class__ is bytes else key_of(k)
+                    for k in args[1:]
+                ],
+            )
         out = list(args)
         for i in range(1, len(out), 2):
-            out[i] = key_of(out[i])
+            out[i] = self.key(out[i])
         return tuple(out)
 
     # -- planning ------------------------------------------------------------------------
@@ -612,8 +621,10 @@ def _fast_table() -> dict[Any, int]:
     return table
 
 
-#: Exact first arguments (``"GET"``, ``"get"``) of the commands :meth:`Namespace.fast` does.
-_FAST: Final = _fast_table()
+#: Exact first arguments (``"GET"``, ``"get"``) of the commands :meth:`Namespace.fast`
+#: rewrites, with their kind (1: one key at argv 1; see :func:`fast_kind`).
+FAST_KINDS: Final = _fast_table()
+_FAST = FAST_KINDS
 
 
 def spec_from_command_info(name: str, entries: list[CommandSpec]) -> dict[str, CommandSpec]:

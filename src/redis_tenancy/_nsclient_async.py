@@ -17,7 +17,7 @@ import redis.asyncio.client
 from redis.exceptions import NoScriptError
 
 from ._errors import NamespaceError
-from ._namespace import Emulate, KeyOutside, Lookup, Namespace, Plan, Send
+from ._namespace import FAST_KINDS, Emulate, KeyOutside, Lookup, Namespace, Plan, Send
 from ._nsdriver import (
     FIX_OPTION,
     RAW,
@@ -28,6 +28,7 @@ from ._nsdriver import (
     emulation_result,
     learn,
     learned_for,
+    namespace_state,
     refuse_in_pipeline,
 )
 from ._nslua import wrapped_sha
@@ -75,11 +76,13 @@ class AsyncNamespacedRedis(redis.asyncio.Redis):
     """
 
     namespace: Namespace
+    _ns_str: str
+    _ns_bytes: bytes
 
     def __init__(self, *args: Any, namespace: Namespace | str | bytes, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         check_no_client_cache(self.connection_pool)
-        self.namespace = _as_namespace(namespace)
+        self.__dict__.update(namespace_state(_as_namespace(namespace)))
         self.response_callbacks = derived_callbacks(self.response_callbacks)
 
     @classmethod
@@ -104,6 +107,12 @@ class AsyncNamespacedRedis(redis.asyncio.Redis):
     # Not a coroutine function: returning the base class's coroutine saves one
     # coroutine per command on the hot path; callers await the result either way.
     def execute_command(self, *args: Any, **options: Any) -> Awaitable[Any]:  # type: ignore[override]
+        if FAST_KINDS.get(args[0]) == 1 and len(args) > 1:
+            cls = args[1].__class__
+            if cls is str:
+                return _execute(self, args[0], self._ns_str + args[1], *args[2:], **options)  # type: ignore[no-any-return]
+            if cls is bytes:
+                return _execute(self, args[0], self._ns_bytes + args[1], *args[2:], **options)  # type: ignore[no-any-return]
         fast = self.namespace.fast(args)
         if fast is not None:
             return _execute(self, *fast, **options)  # type: ignore[no-any-return]

@@ -41,6 +41,7 @@ __all__ = [
     "emulation_result",
     "learn",
     "learned_for",
+    "namespace_state",
     "refuse_in_pipeline",
 ]
 
@@ -227,5 +228,15 @@ def clone_state(client: Any, namespace: Namespace, connection_pool: Any | None) 
     state["response_callbacks"] = derived_callbacks(client.response_callbacks)
     state["connection"] = None
     state["auto_close_connection_pool"] = False
-    state["namespace"] = namespace
+    state.update(namespace_state(namespace))
     return state
+
+
+def namespace_state(namespace: Namespace) -> dict[str, Any]:
+    """The namespace attributes of a namespaced client: the namespace, and its prefix in
+    both types for the inlined one-key fast path of ``execute_command``."""
+    return {
+        "namespace": namespace,
+        "_ns_str": namespace.prefix,
+        "_ns_bytes": namespace.prefix_bytes,
+    }

@@ -3,8 +3,11 @@
 Each rule works on the *raw* reply (what the connection's parser returns, before any
 response callback): RESP2 arrays or RESP3 maps, bytes or str. Working before the
 callbacks keeps the rules independent of how a redis-py version shapes its parsed
-results. A key name outside the namespace raises :class:`NamespaceError` (the reply is
-never returned, and the message never quotes the key, which may be another tenant's).
+results. The rules also accept redis-py's parsed shapes (tuples, lists of pairs), which
+the Cluster client, whose node callbacks it does not own, applies them to. A key name
+outside the namespace raises :class:`KeyOutside`, which the client turns into a
+:class:`NamespaceError` (the reply is never returned, and the message never quotes the
+key, which may be another tenant's).
 
 Pub/sub messages have their own function, :func:`unprefix_message`, used by the
 namespaced ``PubSub`` classes.
@@ -37,31 +40,38 @@ def _keys(ns: Namespace, raw: Any) -> list[Any]:
     return [unkey(k) for k in raw]
 
 
+def _like(raw: Any, items: list[Any]) -> Any:
+    """``items`` in the sequence type of ``raw`` (redis-py parses some replies to tuples)."""
+    return tuple(items) if isinstance(raw, tuple) else items
+
+
 def _scan(ns: Namespace, raw: Any) -> Any:
-    return [raw[0], _keys(ns, raw[1])]
+    return _like(raw, [raw[0], _keys(ns, raw[1])])
 
 
 def _first(ns: Namespace, raw: Any) -> Any:
     if raw is None or isinstance(raw, (bytes, str, int)):
         return raw
-    return [ns.unkey(raw[0]), *raw[1:]]
+    return _like(raw, [ns.unkey(raw[0]), *raw[1:]])
 
 
 def _keylist(ns: Namespace, raw: Any) -> Any:
-    return None if raw is None else _keys(ns, raw)
+    return None if raw is None else _like(raw, _keys(ns, raw))
 
 
 def _firsts(ns: Namespace, raw: Any) -> Any:
-    return [[ns.unkey(item[0]), *item[1:]] for item in raw]
+    return _like(raw, [_like(item, [ns.unkey(item[0]), *item[1:]]) for item in raw])
 
 
 def _pairs(ns: Namespace, raw: Any) -> Any:
     if isinstance(raw, Mapping):
         return {ns.unkey(k): v for k, v in raw.items()}
     items = list(raw)
+    if items and isinstance(items[0], (list, tuple)):  # parsed: [(channel, count), ...]
+        return _like(raw, [_like(item, [ns.unkey(item[0]), *item[1:]]) for item in items])
     for i in range(0, len(items), 2):
         items[i] = ns.unkey(items[i])
-    return items
+    return _like(raw, items)
 
 
 def _streams(ns: Namespace, raw: Any) -> Any:
@@ -69,7 +79,7 @@ def _streams(ns: Namespace, raw: Any) -> Any:
         return None
     if isinstance(raw, Mapping):
         return {ns.unkey(k): v for k, v in raw.items()}
-    return [[ns.unkey(item[0]), *item[1:]] for item in raw]
+    return _like(raw, [_like(item, [ns.unkey(item[0]), *item[1:]]) for item in raw])
 
 
 def _script_show(ns: Namespace, raw: Any) -> Any:
