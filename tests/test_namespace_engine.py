@@ -388,3 +388,16 @@ def test_lua_table_and_prelude() -> None:
     assert wrapped == b"#!lua flags=no-writes\n" + PRELUDE.encode() + b"return 1"
     assert unwrap_text(wrapped) == b"#!lua flags=no-writes\nreturn 1"
     assert unwrap_text(wrapped.decode()) == "#!lua flags=no-writes\nreturn 1"
+
+
+def test_docs_list_every_refused_command() -> None:
+    """docs/NAMESPACES.md's table of refused commands is the generated table's."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "NAMESPACES.md").read_text()
+    section = text.split("## Refused commands", 1)[1].split("\n## ", 1)[0]
+    table = [line for line in section.splitlines() if line.startswith("| `")]
+    documented = {name for line in table for name in re.findall(r"`([A-Z][A-Z0-9 _-]*)`", line)}
+    refused = {n.replace("|", " ").upper() for n, spec in COMMANDS.items() if spec.refused}
+    assert documented == refused
