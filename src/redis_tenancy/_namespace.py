@@ -176,8 +176,8 @@ class Namespace:
             return self._str + key
         if cls is bytes:
             return self._bytes + key
-        if isinstance(key, str):
-            return self._str + str(key)
+        if isinstance(key, str):  # a str subclass: its value, as redis-py encodes it
+            return self._str + key
         return self._bytes + arg_bytes(key)
 
     def unkey(self, key: Any) -> Any:
