@@ -468,6 +468,15 @@ def test_client_lock_lives_in_the_namespace(tenants: Tenants) -> None:
     assert admin.get("job") == CANARY
 
 
+def test_client_relies_on_redis_execute_command_only_delegating() -> None:
+    """NamespacedRedis hands one-key commands to redis-py's ``_execute_command`` itself
+    (one call level less). That is right only while ``redis.Redis.execute_command`` does
+    nothing else: pin it, so a redis-py that adds work there fails here first."""
+    code = redis.Redis.execute_command.__code__
+    assert code.co_names == ("_execute_command",)
+    assert len(code.co_code) < 40  # one call, one return
+
+
 def test_client_wrap_shares_pool_and_callbacks_and_never_closes_the_pool(
     ns_server: NsServer,
 ) -> None:

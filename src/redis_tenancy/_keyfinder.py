@@ -26,6 +26,7 @@ __all__ = [
     "KeysNotExact",
     "Transform",
     "arg_bytes",
+    "fast_kind",
     "key_positions",
     "parse_command_info",
 ]
@@ -108,6 +109,24 @@ class CommandSpec:
     def exact(self) -> bool:
         """Every key spec is exact (a command with no key specs is trivially exact)."""
         return all(spec.exact for spec in self.keys)
+
+
+def fast_kind(spec: CommandSpec) -> int | None:
+    """1: one key at argv 1; 2: every argument a key; 3: key/value pairs; else None."""
+    if spec.container or spec.refused or spec.handler or spec.reply or spec.transforms:
+        return None
+    if len(spec.keys) != 1:
+        return None
+    k = spec.keys[0]
+    if k.keyword is not None or k.index != 1 or k.find != "range" or k.c != 0:
+        return None
+    if (k.a, k.b) == (0, 1):
+        return 1
+    if (k.a, k.b) == (-1, 1):
+        return 2
+    if (k.a, k.b) == (-1, 2):
+        return 3
+    return None
 
 
 def arg_bytes(arg: Any) -> bytes:

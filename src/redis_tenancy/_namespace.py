@@ -33,13 +33,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ._errors import NamespaceError, TenantConfigError
-from ._keyfinder import CommandSpec, KeysNotExact, arg_bytes, key_positions
+from ._keyfinder import CommandSpec, KeysNotExact, arg_bytes, fast_kind, key_positions
 from ._keyspecs import COMMANDS
 from ._nslua import SCAN_COUNT, wrap, wrapped_sha
 from ._nsreplies import REPLY_RULES, KeyOutside
 
 __all__ = [
     "FAST_KINDS",
+    "FAST_ONE_KEY",
     "Emulate",
     "KeyOutside",
     "Lookup",
@@ -239,14 +240,18 @@ class Namespace:
                 return (args[0], b + key, *args[2:])
             return (args[0], self.key(key), *args[2:])
         if kind == 2:
-            key_of = self.key
-            return (
-                args[0],
-                *[
-                    s + k if k.__class__ is str else b + k if k.__class__ is bytes else key_of(k)
-                    for k in args[1:]
-                ],
-            )
+            # All keys: the all-str (then all-bytes) case first, as one comprehension; a
+            # key of another type makes the concatenation raise and the slow form run.
+            rest = args[1:]
+            try:
+                return (args[0], *[s + k for k in rest])
+            except TypeError:
+                pass
+            try:
+                return (args[0], *[b + k for k in rest])
+            except TypeError:
+                key_of = self.key
+                return (args[0], *[key_of(k) for k in rest])
         out = list(args)
         for i in range(1, len(out), 2):
             out[i] = self.key(out[i])
@@ -594,24 +599,6 @@ _HANDLERS: dict[str, Handler] = {
 # -- the fast table ----------------------------------------------------------------------
 
 
-def fast_kind(spec: CommandSpec) -> int | None:
-    """1: one key at argv 1; 2: every argument a key; 3: key/value pairs; else None."""
-    if spec.container or spec.refused or spec.handler or spec.reply or spec.transforms:
-        return None
-    if len(spec.keys) != 1:
-        return None
-    k = spec.keys[0]
-    if k.keyword is not None or k.index != 1 or k.find != "range" or k.c != 0:
-        return None
-    if (k.a, k.b) == (0, 1):
-        return 1
-    if (k.a, k.b) == (-1, 1):
-        return 2
-    if (k.a, k.b) == (-1, 2):
-        return 3
-    return None
-
-
 def _fast_table() -> dict[Any, int]:
     table: dict[Any, int] = {}
     for name, spec in COMMANDS.items():
@@ -625,6 +612,8 @@ def _fast_table() -> dict[Any, int]:
 #: rewrites, with their kind (1: one key at argv 1; see :func:`fast_kind`).
 FAST_KINDS: Final = _fast_table()
 _FAST = FAST_KINDS
+#: The first arguments of kind 1 (one key at argv 1): the clients' inlined path.
+FAST_ONE_KEY: Final = frozenset(name for name, kind in FAST_KINDS.items() if kind == 1)
 
 
 def spec_from_command_info(name: str, entries: list[CommandSpec]) -> dict[str, CommandSpec]:

@@ -17,7 +17,7 @@ import redis.asyncio.client
 from redis.exceptions import NoScriptError
 
 from ._errors import NamespaceError
-from ._namespace import FAST_KINDS, Emulate, KeyOutside, Lookup, Namespace, Plan, Send
+from ._namespace import FAST_ONE_KEY, Emulate, KeyOutside, Lookup, Namespace, Plan, Send
 from ._nsdriver import (
     FIX_OPTION,
     RAW,
@@ -106,14 +106,27 @@ class AsyncNamespacedRedis(redis.asyncio.Redis):
 
     # Not a coroutine function: returning the base class's coroutine saves one
     # coroutine per command on the hot path; callers await the result either way.
-    def execute_command(self, *args: Any, **options: Any) -> Awaitable[Any]:  # type: ignore[override]
-        if FAST_KINDS.get(args[0]) == 1 and len(args) > 1:
-            cls = args[1].__class__
+    def execute_command(  # type: ignore[override]
+        self, *args: Any, _one_key: frozenset[Any] = FAST_ONE_KEY, **options: Any
+    ) -> Awaitable[Any]:
+        """Rewrite ``args`` into the namespace and run them (returns the awaitable).
+
+        Not a coroutine function: returning the base class's coroutine saves one
+        coroutine per command on the hot path; callers await the result either way.
+        One-key commands are rewritten inline (``_one_key`` is bound as a default so the
+        lookup is a local one; do not pass it).
+        """
+        if args and args[0] in _one_key and len(args) > 1:
+            key = args[1]
+            cls = key.__class__
             if cls is str:
-                return _execute(self, args[0], self._ns_str + args[1], *args[2:], **options)  # type: ignore[no-any-return]
-            if cls is bytes:
-                return _execute(self, args[0], self._ns_bytes + args[1], *args[2:], **options)  # type: ignore[no-any-return]
-        fast = self.namespace.fast(args)
+                key = self._ns_str + key
+            elif cls is bytes:
+                key = self._ns_bytes + key
+            else:
+                key = self.namespace.key(key)
+            return _execute(self, args[0], key, *args[2:], **options)  # type: ignore[no-any-return]
+        fast = self.namespace.fast(args) if args else None
         if fast is not None:
             return _execute(self, *fast, **options)  # type: ignore[no-any-return]
         return self._slow(args, options)

@@ -30,7 +30,7 @@ import hashlib
 import threading
 from dataclasses import dataclass
 
-from ._keyfinder import CommandSpec
+from ._keyfinder import CommandSpec, fast_kind
 from ._keyspecs import COMMANDS
 
 __all__ = [
@@ -99,6 +99,8 @@ local KEYS, ARGV, redis = (function(K, A, R)
   local EP = gsub(P, "[%*%?%[%]\\]", "\\%0")
   local EPL = #EP
   local S = [==[@SPEC@]==]
+  local ONE, ALL, PAIRS = "@ONE@", "@ALL@", "@PAIRS@"
+  local kinds = {}
   local TERR = R.REDIS_VERSION_NUM ~= nil
   local function raise(msg)
     if TERR then error({err = msg}) end
@@ -112,219 +114,247 @@ local KEYS, ARGV, redis = (function(K, A, R)
   for i = 1, #K do keys[i] = unkey(K[i]) end
   local argv = {}
   for i = 2, #A do argv[i - 1] = A[i] end
-  local cache = {}
-  local function entry(name)
-    local e = cache[name]
-    if e ~= nil then return e end
-    local _, f = find(S, ";" .. name .. "=", 1, true)
-    if not f then cache[name] = false return false end
-    local stop = find(S, ";", f + 1, true)
-    e = {keys = {}, tr = {}}
-    for field in gmatch(sub(S, f + 1, stop - 1), "[^,]+") do
-      local c, v = sub(field, 1, 1), sub(field, 2)
-      if c == "C" then e.container = true
-      elseif c == "X" then e.refused = v
-      elseif c == "H" then e.handler = v
-      elseif c == "Y" then e.reply = v
-      elseif c == "K" then
-        local b, kind, x, y, z = match(v, "^([^/]*)/(%a)(%-?%d+)%.(%-?%d+)%.(%-?%d+)$")
-        local kw, from = match(b, "^(.*)@(%-?%d+)$")
-        e.keys[#e.keys + 1] = {
-          index = tonumber(b), kw = kw and lower(kw), from = tonumber(from),
-          find = kind, a = tonumber(x), b = tonumber(y), c = tonumber(z)}
-      elseif c == "T" then
-        local kind, st, cnt = match(v, "^(%a+)%.(%-?%d+)%.(%-?%d+)$")
-        e.tr[#e.tr + 1] = {kind, tonumber(st), tonumber(cnt)}
+  local slow
+  local function load_slow()
+    local cache = {}
+    local function entry(name)
+      local e = cache[name]
+      if e ~= nil then return e end
+      local _, f = find(S, ";" .. name .. "=", 1, true)
+      if not f then cache[name] = false return false end
+      local stop = find(S, ";", f + 1, true)
+      e = {keys = {}, tr = {}}
+      for field in gmatch(sub(S, f + 1, stop - 1), "[^,]+") do
+        local c, v = sub(field, 1, 1), sub(field, 2)
+        if c == "C" then e.container = true
+        elseif c == "X" then e.refused = v
+        elseif c == "H" then e.handler = v
+        elseif c == "Y" then e.reply = v
+        elseif c == "K" then
+          local b, kind, x, y, z = match(v, "^([^/]*)/(%a)(%-?%d+)%.(%-?%d+)%.(%-?%d+)$")
+          local kw, from = match(b, "^(.*)@(%-?%d+)$")
+          e.keys[#e.keys + 1] = {
+            index = tonumber(b), kw = kw and lower(kw), from = tonumber(from),
+            find = kind, a = tonumber(x), b = tonumber(y), c = tonumber(z)}
+        elseif c == "T" then
+          local kind, st, cnt = match(v, "^(%a+)%.(%-?%d+)%.(%-?%d+)$")
+          e.tr[#e.tr + 1] = {kind, tonumber(st), tonumber(cnt)}
+        end
       end
+      cache[name] = e
+      return e
     end
-    cache[name] = e
-    return e
-  end
-  local function numkeys(v)
-    if type(v) == "number" then
-      if v == floor(v) then return v end
+    local function numkeys(v)
+      if type(v) == "number" then
+        if v == floor(v) then return v end
+        return nil
+      end
+      if type(v) == "string" and (match(v, "^%-?[1-9]%d*$") or v == "0") then return tonumber(v) end
       return nil
     end
-    if type(v) == "string" and (match(v, "^%-?[1-9]%d*$") or v == "0") then return tonumber(v) end
-    return nil
-  end
-  local function is(v, word)
-    return type(v) == "string" and lower(v) == word
-  end
-  local function positions(e, a, n)
-    local out = {}
-    for _, s in ipairs(e.keys) do
-      local first
-      if s.kw == nil then
-        first = s.index
-      else
-        local st, en, inc
-        if s.from > 0 then st, en, inc = s.from, n - 1, 1 else st, en, inc = n + s.from, 0, -1 end
-        local i = st
-        while i ~= en do
-          if i >= n or i < 1 then break end
-          if is(a[i + 1], s.kw) then first = i + 1 break end
-          i = i + inc
-        end
-      end
-      if first then
-        local last, step = -1, 1
-        if s.find == "r" then
-          if s.a >= 0 then last = first + s.a
-          elseif s.c == 0 then last = n + s.a
-          else last = first + (floor((n - first) / s.c) + s.a) end
-          step = s.b
-        elseif s.find == "n" then
-          local idx = first + s.a
-          if idx < n then
-            local nk = numkeys(a[idx + 1])
-            if nk == nil or nk < 0 then return nil, "numkeys is not a non-negative integer" end
-            first = first + s.b
-            step = s.c
-            last = first + (nk - 1) * step
-          end
+    local function is(v, word)
+      return type(v) == "string" and lower(v) == word
+    end
+    local function positions(e, a, n)
+      local out = {}
+      for _, s in ipairs(e.keys) do
+        local first
+        if s.kw == nil then
+          first = s.index
         else
-          return nil, "its keys cannot be found exactly"
+          local st, en, inc
+          if s.from > 0 then st, en, inc = s.from, n - 1, 1 else st, en, inc = n + s.from, 0, -1 end
+          local i = st
+          while i ~= en do
+            if i >= n or i < 1 then break end
+            if is(a[i + 1], s.kw) then first = i + 1 break end
+            i = i + inc
+          end
         end
-        if last > n - 1 then last = n - 1 end
-        local i = first
-        while i <= last do out[#out + 1] = i i = i + step end
+        if first then
+          local last, step = -1, 1
+          if s.find == "r" then
+            if s.a >= 0 then last = first + s.a
+            elseif s.c == 0 then last = n + s.a
+            else last = first + (floor((n - first) / s.c) + s.a) end
+            step = s.b
+          elseif s.find == "n" then
+            local idx = first + s.a
+            if idx < n then
+              local nk = numkeys(a[idx + 1])
+              if nk == nil or nk < 0 then return nil, "numkeys is not a non-negative integer" end
+              first = first + s.b
+              step = s.c
+              last = first + (nk - 1) * step
+            end
+          else
+            return nil, "its keys cannot be found exactly"
+          end
+          if last > n - 1 then last = n - 1 end
+          local i = first
+          while i <= last do out[#out + 1] = i i = i + step end
+        end
       end
+      return out
     end
-    return out
-  end
-  local function scanloop(pattern, each)
-    local cursor = "0"
-    repeat
-      local r = R.call("SCAN", cursor, "MATCH", pattern, "COUNT", @COUNT@)
-      cursor = r[1]
-      for i = 1, #r[2] do each(r[2][i]) end
-    until cursor == "0"
-  end
-  local handlers = {}
-  handlers.scan = function(a, n)
-    local found = false
-    local i = 3
-    while i + 1 <= n do
-      if is(a[i], "match") then a[i + 1] = EP .. a[i + 1] found = true end
-      i = i + 2
+    local function scanloop(pattern, each)
+      local cursor = "0"
+      repeat
+        local r = R.call("SCAN", cursor, "MATCH", pattern, "COUNT", @COUNT@)
+        cursor = r[1]
+        for i = 1, #r[2] do each(r[2][i]) end
+      until cursor == "0"
     end
-    if not found then a[n + 1] = "MATCH" a[n + 2] = EP .. "*" n = n + 2 end
-    return 1, a, n
-  end
-  handlers.keys = function(a, n)
-    if n ~= 2 then return 3, "wrong number of arguments" end
-    local out, seen = {}, {}
-    scanloop(EP .. a[2], function(k)
-      local u = unkey(k)
-      if not seen[u] then seen[u] = true out[#out + 1] = u end
-    end)
-    return 2, out
-  end
-  handlers.dbsize = function(a, n)
-    local count, seen = 0, {}
-    scanloop(EP .. "*", function(k)
-      if not seen[k] then seen[k] = true count = count + 1 end
-    end)
-    return 2, count
-  end
-  handlers.flushdb = function(a, n)
-    local doomed = {}
-    scanloop(EP .. "*", function(k) unkey(k) doomed[#doomed + 1] = k end)
-    for i = 1, #doomed, 500 do R.call("UNLINK", unpack(doomed, i, math.min(i + 499, #doomed))) end
-    return 2, R.status_reply("OK")
-  end
-  handlers.copy = function(a, n)
-    for i = 4, n do
-      if is(a[i], "db") then
-        return 3, "COPY with DB would copy outside the namespace's database"
+    local handlers = {}
+    handlers.scan = function(a, n)
+      local found = false
+      local i = 3
+      while i + 1 <= n do
+        if is(a[i], "match") then a[i + 1] = EP .. a[i + 1] found = true end
+        i = i + 2
       end
+      if not found then a[n + 1] = "MATCH" a[n + 2] = EP .. "*" n = n + 2 end
+      return 1, a, n
     end
-    a[2] = P .. a[2]
-    a[3] = P .. a[3]
-    return 1, a, n
-  end
-  handlers.sort = function(a, n)
-    if n >= 2 then a[2] = P .. a[2] end
-    local j = 3
-    while j <= n do
-      local w = type(a[j]) == "string" and lower(a[j]) or ""
-      if w == "asc" or w == "desc" or w == "alpha" then j = j + 1
-      elseif w == "limit" and j + 2 <= n then j = j + 3
-      elseif (w == "store" or w == "by") and j + 1 <= n then a[j + 1] = P .. a[j + 1] j = j + 2
-      elseif w == "get" and j + 1 <= n then
-        if a[j + 1] ~= "#" then a[j + 1] = P .. a[j + 1] end
-        j = j + 2
-      else break end
+    handlers.keys = function(a, n)
+      if n ~= 2 then return 3, "wrong number of arguments" end
+      local out, seen = {}, {}
+      scanloop(EP .. a[2], function(k)
+        local u = unkey(k)
+        if not seen[u] then seen[u] = true out[#out + 1] = u end
+      end)
+      return 2, out
     end
-    return 1, a, n
-  end
-  handlers.pubsub_channels = function(a, n)
-    if n >= 3 then a[3] = EP .. a[3] else a[3] = EP .. "*" n = 3 end
-    return 1, a, n
+    handlers.dbsize = function(a, n)
+      local count, seen = 0, {}
+      scanloop(EP .. "*", function(k)
+        if not seen[k] then seen[k] = true count = count + 1 end
+      end)
+      return 2, count
+    end
+    handlers.flushdb = function(a, n)
+      local doomed = {}
+      scanloop(EP .. "*", function(k) unkey(k) doomed[#doomed + 1] = k end)
+      for i = 1, #doomed, 500 do R.call("UNLINK", unpack(doomed, i, math.min(i + 499, #doomed))) end
+      return 2, R.status_reply("OK")
+    end
+    handlers.copy = function(a, n)
+      for i = 4, n do
+        if is(a[i], "db") then
+          return 3, "COPY with DB would copy outside the namespace's database"
+        end
+      end
+      a[2] = P .. a[2]
+      a[3] = P .. a[3]
+      return 1, a, n
+    end
+    handlers.sort = function(a, n)
+      if n >= 2 then a[2] = P .. a[2] end
+      local j = 3
+      while j <= n do
+        local w = type(a[j]) == "string" and lower(a[j]) or ""
+        if w == "asc" or w == "desc" or w == "alpha" then j = j + 1
+        elseif w == "limit" and j + 2 <= n then j = j + 3
+        elseif (w == "store" or w == "by") and j + 1 <= n then a[j + 1] = P .. a[j + 1] j = j + 2
+        elseif w == "get" and j + 1 <= n then
+          if a[j + 1] ~= "#" then a[j + 1] = P .. a[j + 1] end
+          j = j + 2
+        else break end
+      end
+      return 1, a, n
+    end
+    handlers.pubsub_channels = function(a, n)
+      if n >= 3 then a[3] = EP .. a[3] else a[3] = EP .. "*" n = 3 end
+      return 1, a, n
+    end
+    local function slow_prep(a, n, name)
+      local e = entry(name)
+      if e and e.container then
+        if n < 2 or type(a[2]) ~= "string" then return 1, a, n end
+        name = name .. "|" .. lower(a[2])
+        e = entry(name)
+      end
+      local label = upper(gsub(name, "|", " "))
+      if not e then return 3, label .. REFUSED .. NOT_HERE end
+      if e.refused then return 3, label .. REFUSED .. e.refused end
+      local rule = e.reply
+      if e.handler then
+        local h = handlers[e.handler]
+        if not h then return 3, label .. REFUSED .. NOT_HERE end
+        local mode, x, y = h(a, n)
+        if mode == 3 then return 3, label .. REFUSED .. x end
+        if mode == 2 then return 2, x end
+        return 1, x, y, rule
+      end
+      local pos, why = positions(e, a, n)
+      if not pos then return 3, label .. REFUSED .. why end
+      for i = 1, #pos do a[pos[i] + 1] = P .. a[pos[i] + 1] end
+      for _, t in ipairs(e.tr) do
+        local last = t[3] < 0 and n - 1 or t[2] + t[3] - 1
+        for i = t[2], last do
+          if i <= n - 1 then
+            if t[1] == "pattern" then a[i + 1] = EP .. a[i + 1] else a[i + 1] = P .. a[i + 1] end
+          end
+        end
+      end
+      return 1, a, n, rule
+    end
+    local function fix(rule, r)
+      if rule == nil or type(r) ~= "table" or r.err then return r end
+      if rule == "scan" then
+        local t = r[2]
+        for i = 1, #t do t[i] = unkey(t[i]) end
+      elseif rule == "first" then
+        if r[1] ~= nil then r[1] = unkey(r[1]) end
+      elseif rule == "keylist" then
+        for i = 1, #r do r[i] = unkey(r[i]) end
+      elseif rule == "pairs" or rule == "streams" then
+        if r.map then
+          local m = {}
+          for k, v in pairs(r.map) do m[unkey(k)] = v end
+          r.map = m
+        elseif rule == "pairs" then
+          for i = 1, #r, 2 do r[i] = unkey(r[i]) end
+        else
+          for i = 1, #r do r[i][1] = unkey(r[i][1]) end
+        end
+      end
+      return r
+    end
+    return {prep = slow_prep, fix = fix}
   end
   local function prep(...)
     local n = select("#", ...)
     local a = {...}
     if n == 0 or type(a[1]) ~= "string" then return 1, a, n end
     local name = lower(a[1])
-    local e = entry(name)
-    if e and e.container then
-      if n < 2 or type(a[2]) ~= "string" then return 1, a, n end
-      name = name .. "|" .. lower(a[2])
-      e = entry(name)
+    local kind = kinds[name]
+    if kind == nil then
+      local probe = ";" .. name .. ";"
+      if find(ONE, probe, 1, true) then kind = 1
+      elseif find(ALL, probe, 1, true) then kind = 2
+      elseif find(PAIRS, probe, 1, true) then kind = 3
+      else kind = 0 end
+      kinds[name] = kind
     end
-    local label = upper(gsub(name, "|", " "))
-    if not e then return 3, label .. REFUSED .. NOT_HERE end
-    if e.refused then return 3, label .. REFUSED .. e.refused end
-    local rule = e.reply
-    if e.handler then
-      local h = handlers[e.handler]
-      if not h then return 3, label .. REFUSED .. NOT_HERE end
-      local mode, x, y = h(a, n)
-      if mode == 3 then return 3, label .. REFUSED .. x end
-      if mode == 2 then return 2, x end
-      return 1, x, y, rule
+    if kind == 1 then
+      if n >= 2 then a[2] = P .. a[2] end
+      return 1, a, n
+    elseif kind ~= 0 then
+      for i = 2, n, kind - 1 do a[i] = P .. a[i] end
+      return 1, a, n
     end
-    local pos, why = positions(e, a, n)
-    if not pos then return 3, label .. REFUSED .. why end
-    for i = 1, #pos do a[pos[i] + 1] = P .. a[pos[i] + 1] end
-    for _, t in ipairs(e.tr) do
-      local last = t[3] < 0 and n - 1 or t[2] + t[3] - 1
-      for i = t[2], last do
-        if i <= n - 1 then
-          if t[1] == "pattern" then a[i + 1] = EP .. a[i + 1] else a[i + 1] = P .. a[i + 1] end
-        end
-      end
-    end
-    return 1, a, n, rule
-  end
-  local function fix(rule, r)
-    if rule == nil or type(r) ~= "table" or r.err then return r end
-    if rule == "scan" then
-      local t = r[2]
-      for i = 1, #t do t[i] = unkey(t[i]) end
-    elseif rule == "first" then
-      if r[1] ~= nil then r[1] = unkey(r[1]) end
-    elseif rule == "keylist" then
-      for i = 1, #r do r[i] = unkey(r[i]) end
-    elseif rule == "pairs" or rule == "streams" then
-      if r.map then
-        local m = {}
-        for k, v in pairs(r.map) do m[unkey(k)] = v end
-        r.map = m
-      elseif rule == "pairs" then
-        for i = 1, #r, 2 do r[i] = unkey(r[i]) end
-      else
-        for i = 1, #r do r[i][1] = unkey(r[i][1]) end
-      end
-    end
-    return r
+    if not slow then slow = load_slow() end
+    return slow.prep(a, n, name)
   end
   local proxy = setmetatable({}, {__index = R})
   proxy.call = function(...)
     local mode, x, y, rule = prep(...)
-    if mode == 1 then return fix(rule, R.call(unpack(x, 1, y))) end
+    if mode == 1 then
+      local r = R.call(unpack(x, 1, y))
+      if rule then return slow.fix(rule, r) end
+      return r
+    end
     if mode == 2 then return x end
     raise(x)
   end
@@ -333,7 +363,8 @@ local KEYS, ARGV, redis = (function(K, A, R)
     if not ok then return R.error_reply(type(mode) == "table" and mode.err or tostring(mode)) end
     if mode == 1 then
       local r = R.pcall(unpack(x, 1, y))
-      local fixed_ok, fixed = pcall(fix, rule, r)
+      if not rule then return r end
+      local fixed_ok, fixed = pcall(slow.fix, rule, r)
       if fixed_ok then return fixed end
       return R.error_reply(type(fixed) == "table" and fixed.err or tostring(fixed))
     end
@@ -350,9 +381,20 @@ def _one_line(source: str) -> str:
     return " ".join(line for line in lines if line and not line.startswith("--")) + " "
 
 
+def _kind_set(kind: int) -> str:
+    """``;name;name;`` of the commands with a fast-path shape (see ``fast_kind``), which the
+    prelude rewrites without parsing the table: most calls a script makes."""
+    names = sorted(n for n, spec in COMMANDS.items() if fast_kind(spec) == kind)
+    return ";" + ";".join(names) + ";"
+
+
 #: The prelude, one line, ending in a space: the caller's first line continues after it.
 PRELUDE: str = _one_line(
-    _PRELUDE_SOURCE.replace("@SPEC@", lua_spec_table()).replace("@COUNT@", str(SCAN_COUNT))
+    _PRELUDE_SOURCE.replace("@SPEC@", lua_spec_table())
+    .replace("@COUNT@", str(SCAN_COUNT))
+    .replace("@ONE@", _kind_set(1))
+    .replace("@ALL@", _kind_set(2))
+    .replace("@PAIRS@", _kind_set(3))
 )
 _PRELUDE_BYTES = PRELUDE.encode()
 
