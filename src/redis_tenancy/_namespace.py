@@ -279,7 +279,7 @@ class Namespace:
             return Send(args)
         head = args[0]
         try:
-            text = arg_bytes(head).decode()
+            text = head if head.__class__ is str else arg_bytes(head).decode()
         except (KeysNotExact, UnicodeDecodeError):
             raise NamespaceError(repr(head)[:40], "not a command name") from None
         words = text.split()
@@ -302,9 +302,8 @@ class Namespace:
             spec = _lookup(name, learned)
             if spec is None:
                 return Lookup(name)
-        command = _display(spec.name)
         if spec.refused is not None:
-            raise NamespaceError(command, spec.refused)
+            raise NamespaceError(_display(spec.name), spec.refused)
         try:
             if spec.handler is not None:
                 handler = _HANDLERS[spec.handler]
@@ -321,7 +320,7 @@ class Namespace:
                 fix = None if rule is None else functools.partial(REPLY_RULES[rule], self)
                 pending = None
         except KeysNotExact as exc:
-            raise NamespaceError(command, str(exc)) from None
+            raise NamespaceError(_display(spec.name), str(exc)) from None
         return Send(_rejoin(args, view, lead, spec, fix is not None), fix, pending)
 
     def _transform(self, spec: CommandSpec, view: list[Any]) -> None:
@@ -530,7 +529,8 @@ def _h_evalsha(ns: Namespace, view: list[Any], spec: CommandSpec, *_: Any) -> Pl
     if len(view) < 3:
         return Send(tuple(view))
     positions = key_positions(spec.keys, view)
-    caller = arg_bytes(view[1]).decode(errors="replace").lower()
+    sha = view[1]
+    caller = (sha if sha.__class__ is str else arg_bytes(sha).decode(errors="replace")).lower()
     mapped = wrapped_sha(caller)
     view[1] = mapped or NO_SHA
     return _eval_args(ns, view, positions, None if mapped else caller)

@@ -54,10 +54,11 @@ def _as_namespace(namespace: Namespace | str | bytes) -> Namespace:
 
 def _plan(namespace: Namespace, pool: Any, args: tuple[Any, ...]) -> Plan:
     """Plan ``args``; a command missing from the table is looked up once per server."""
-    learned = learned_for(pool)
-    plan = namespace.plan(args, learned)
+    plan = namespace.plan(args)
     if isinstance(plan, Lookup):
-        learn(learned, plan.name, _command_info(pool, plan.name))
+        learned = learned_for(pool)
+        if plan.name not in learned:
+            learn(learned, plan.name, _command_info(pool, plan.name))
         plan = namespace.plan(args, learned)
     return plan
 

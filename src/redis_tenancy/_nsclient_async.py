@@ -47,10 +47,11 @@ def _as_namespace(namespace: Namespace | str | bytes) -> Namespace:
 
 
 async def _plan(namespace: Namespace, pool: Any, args: tuple[Any, ...]) -> Plan:
-    learned = learned_for(pool)
-    plan = namespace.plan(args, learned)
+    plan = namespace.plan(args)
     if isinstance(plan, Lookup):
-        learn(learned, plan.name, await _command_info(pool, plan.name))
+        learned = learned_for(pool)
+        if plan.name not in learned:
+            learn(learned, plan.name, await _command_info(pool, plan.name))
         plan = namespace.plan(args, learned)
     return plan
 
@@ -215,7 +216,9 @@ class AsyncNamespacedPipeline(redis.asyncio.client.Pipeline):
         if fast is not None:
             args = fast
         else:
-            plan = self.namespace.plan(args, learned_for(self.connection_pool))
+            plan = self.namespace.plan(args)
+            if isinstance(plan, Lookup) and plan.name in learned_for(self.connection_pool):
+                plan = self.namespace.plan(args, learned_for(self.connection_pool))
             if isinstance(plan, Lookup):
                 options[_LOOKUP_OPTION] = True  # rewritten by execute(), before sending
             else:

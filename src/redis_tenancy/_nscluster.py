@@ -95,19 +95,20 @@ class NamespacedRedisCluster(redis.cluster.RedisCluster):
         return f"<{type(self).__name__} {self.namespace.prefix!r}>"
 
     def _plan(self, args: tuple[Any, ...]) -> Plan:
+        plan = self.namespace.plan(args)
+        if not isinstance(plan, Lookup):
+            return plan
         node = self.get_default_node()  # type: ignore[no-untyped-call]
         pool = self.get_redis_connection(node).connection_pool
         learned = learned_for(pool)
-        plan = self.namespace.plan(args, learned)
-        if isinstance(plan, Lookup):
+        if plan.name not in learned:
             conn = pool.get_connection()
             try:
                 conn.send_command("COMMAND", "INFO", plan.name)  # type: ignore[no-untyped-call]
                 learn(learned, plan.name, conn.read_response())
             finally:
                 pool.release(conn)
-            plan = self.namespace.plan(args, learned)
-        return plan
+        return self.namespace.plan(args, learned)
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         fast = self.namespace.fast(args)
