@@ -99,6 +99,14 @@ class NullConnection(redis.connection.Connection):
 # -- 1. rewrite overhead ---------------------------------------------------------------------
 
 
+def _sink(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def _fwd(*args: Any, **kwargs: Any) -> None:
+    return _sink(*args, **kwargs)
+
+
 class Floor(redis.Redis):
     """A plain client whose command path ends at once (no connection, no parsing)."""
 
@@ -145,6 +153,19 @@ def bench_rewrite(cfg: Config, checks: list[Check]) -> None:
         checks.append(Check(f"rewrite overhead {label}", sub - base, "ns", targets[label], False))
     print("  (a) isolated: both clients stop where redis-py would take a connection")
     print(table(["command", "plain ns", "namespaced ns", "overhead ns"], rows))
+    # For scale: what one more Python call level, forwarding *args and **kwargs as a
+    # client method does, costs on this machine.
+    ref = interleaved_min_ns(
+        {
+            "call": ("sink('GET', 'k', keys=['k'])", "", {"sink": _sink}),
+            "call via one forwarding level": ("fwd('GET', 'k', keys=['k'])", "", {"fwd": _fwd}),
+        },
+        cfg.number,
+        cfg.repeats,
+    )
+    level = ref["call via one forwarding level"] - ref["call"]
+    print(f"  reference: one extra call level forwarding *args/**kwargs costs {level:.0f} ns here")
+    checks.append(Check("  ref: one forwarding call level", level, "ns", None, False))
 
     # (b) The whole redis-py path over a connection without I/O, for scale.
     variants = {}

@@ -149,8 +149,11 @@ class NamespacedRedis(redis.Redis):
                 key = self._ns_bytes + key
             else:
                 key = self.namespace.key(key)
-            if len(args) == 2:
+            n = len(args)
+            if n == 2:  # GET, INCR, TTL...: no slice to build
                 return self._execute_command(args[0], key, **options)  # type: ignore[no-untyped-call]
+            if n == 3:  # SET, HGET, SADD of one member...
+                return self._execute_command(args[0], key, args[2], **options)  # type: ignore[no-untyped-call]
             return self._execute_command(args[0], key, *args[2:], **options)  # type: ignore[no-untyped-call]
         fast = self.namespace.fast(args) if args else None
         if fast is not None:
