@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import difflib
 import importlib.util
+import json
 import shutil
 import sys
 from collections.abc import Iterator
@@ -494,7 +495,7 @@ from ._keyfinder import Transform as _T
 
 __all__ = ["COMMANDS", "SOURCES"]
 
-SOURCES = {sources_tuple!r}
+SOURCES = {sources_tuple}
 
 # fmt: off
 COMMANDS: dict[str, _C] = {{
@@ -524,7 +525,9 @@ def _render_spec(spec: CommandSpec) -> str:
 
 
 def render(commands: dict[str, CommandSpec], sources: list[str]) -> str:
-    text = HEADER.format(sources=" and ".join(sources), sources_tuple=tuple(sources))
+    # Double quotes, as ruff format writes them: the file stays format-clean.
+    quoted = "(" + ", ".join(json.dumps(source) for source in sources) + ")"
+    text = HEADER.format(sources=" and ".join(sources), sources_tuple=quoted)
     text += "\n".join(_render_spec(commands[name]) for name in sorted(commands))
     return text + "\n}\n# fmt: on\n"
 
