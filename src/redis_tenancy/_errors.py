@@ -15,7 +15,9 @@ describes it, so ``except TypeError`` / ``except ValueError`` keep working too::
     │                                   was replaced or removed
     ├── ConnectionBudgetExceededError   no connection slot freed up in time
     ├── NoHealthyEndpointError          (redis ConnectionError) every endpoint is down
-    └── TenantContextError              (RuntimeError) a tenant() block exited unentered
+    ├── TenantContextError              (RuntimeError) a tenant() block exited unentered
+    └── NamespaceError                  (redis ResponseError) a command a namespace
+                                        cannot confine
 
 Errors that Redis itself returns (``redis.exceptions.*``) pass through untouched.
 Messages are built from redacted values only: no password or token ever reaches
@@ -38,11 +40,13 @@ from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError as RedisResponseError
 
 __all__ = [
     "ConnectionBudgetExceededError",
     "EndpointsDown",
     "InvalidTenantNameError",
+    "NamespaceError",
     "NoActiveTenantError",
     "NoEventLoopError",
     "NoHealthyEndpointError",
@@ -237,6 +241,30 @@ class TenantContextError(PopotoException, RuntimeError):
     Also raised by a second exit of the same entry. The active tenant is left as it
     was: nothing is reset with another thread's or task's token.
     """
+
+
+class NamespaceError(PopotoException, RedisResponseError):
+    """A namespaced client refused a command it cannot confine to the tenant's namespace.
+
+    Raised before anything is sent: the command is refused outright (``FLUSHALL``,
+    ``SELECT``...), its keys cannot be located exactly (an unknown module command, a
+    ``numkeys`` that is not an integer), or it is not available where it was used
+    (``KEYS`` inside a pipeline). Also raised when a reply that carries key names holds
+    one outside the namespace, which is then never returned. A
+    ``redis.exceptions.ResponseError`` too, like the server's own ``NOPERM``, so
+    existing ``except`` blocks keep working. The message names the command and the
+    reason, never a key (which could belong to another tenant).
+
+    Attributes:
+        command: the command as the caller named it, upper case (``"CLIENT KILL"``).
+        reason: why it was refused (or what was wrong with its reply).
+    """
+
+    def __init__(self, command: str, reason: str, *, refused: bool = True) -> None:
+        verb = "refused on" if refused else "failed on"
+        super().__init__(f"{command} {verb} a namespaced client: {reason}")
+        self.command = command
+        self.reason = reason
 
 
 class EndpointsDown(RedisConnectionError):
