@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -25,6 +26,7 @@ import redis
 
 from ._console import Console
 from ._fleet import Fleet, Probe, describe_error, load_fleet, ping, probe_all, shown_name
+from ._purge import PurgePolicy, PurgeResult
 from ._redact import MASK, SECRET_KEYS, redact_url
 
 __all__ = ["COMMANDS", "Command", "Group", "UsageError"]
@@ -311,6 +313,65 @@ def _scan(client: Any, pattern: str, count: int) -> Iterable[list[Any]]:
             return
 
 
+class Purge:
+    name = "purge"
+    help = "delete every key of a tenant (its namespace, or its own database)"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("tenant", metavar="TENANT")
+        parser.add_argument("--dry-run", action="store_true", help="count the keys, delete nothing")
+        parser.add_argument(
+            "--yes", action="store_true", help="do not ask before deleting (scripts)"
+        )
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="a tenant without a namespace on db 0: its whole db 0 is really its own",
+        )
+        parser.add_argument(
+            "--rate", type=positive_int, help="delete at most this many keys per second"
+        )
+
+    def run(self, args: argparse.Namespace, console: Console) -> int:
+        with load_fleet(args.config, timeout=args.timeout) as fleet:
+            name = fleet.require(args.tenant)
+            router = fleet.router
+            prefix = router.settings(name).key_prefix(name)
+            scope = f"namespace {prefix!r}" if prefix else "its whole database"
+            policy = PurgePolicy(max_keys_per_second=args.rate)
+            with console.progress("counting", None) as bar:
+                counted = router.purge(
+                    name, dry_run=True, policy=policy, force=args.force, progress=_shown(bar)
+                )
+            console.line(f"{shown_name(name)}: {counted.matched} keys in {scope}")
+            if args.dry_run:
+                return 0
+            if not args.yes and not _confirmed(name, counted.matched, console):
+                console.warn("nothing deleted")
+                return 1
+            with console.progress("deleting", counted.matched) as bar:
+                done = router.purge(name, policy=policy, force=args.force, progress=_shown(bar))
+            console.line(f"{shown_name(name)}: deleted {done.deleted} keys in {done.seconds:.1f}s")
+            return 0
+
+
+def _shown(bar: Any) -> Any:
+    """A purge progress callback that moves ``bar`` (counted keys or deleted ones)."""
+
+    def seen(result: PurgeResult) -> None:
+        bar.advance((result.deleted or result.matched) - bar.done, detail="keys")
+
+    return seen
+
+
+def _confirmed(name: str, count: int, console: Console) -> bool:
+    """Ask a person at a terminal to type the tenant's name; refuse when nobody can."""
+    if not sys.stdin.isatty():
+        raise UsageError("not a terminal: pass --yes to purge without asking")
+    console.warn(f"delete {count} keys of {shown_name(name)}? type the tenant's name to confirm:")
+    return input().strip() == name
+
+
 # -- configuration ---------------------------------------------------------------------------
 
 
@@ -419,6 +480,7 @@ COMMANDS: Sequence[Command | Group] = (
     Status(),
     Info(),
     Keys(),
+    Purge(),
     Group("config", "validate or show the tenants file", (ConfigValidate(), ConfigShow())),
     Demo(),
     Version(),

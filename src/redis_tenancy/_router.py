@@ -19,6 +19,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.retry
 
+from ._acl import REDIS_7, AclFeatures, acl_rules
 from ._backend import Backends
 from ._budget import ConnectionBudget
 from ._checks import (
@@ -36,6 +37,15 @@ from ._context import TenantContext, fast_paths
 from ._errors import TenantConfigError, Unresolved, resolved
 from ._failover import FailoverEvent, TenantStatus
 from ._proxy import make_async_proxy, make_sync_proxy
+from ._purge import (
+    DEFAULT_PURGE_POLICY,
+    ProgressCallback,
+    PurgePolicy,
+    PurgeResult,
+    async_purge,
+    check_own_database,
+    purge,
+)
 from ._redact import describe_value
 from ._registry import AsyncLoader, Loader, Registry, named
 from ._settings import (
@@ -359,6 +369,95 @@ class Router:
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
+    # -- namespaces: purge and ACL rules ------------------------------------------------
+
+    def purge(
+        self,
+        name: str | None,
+        dry_run: bool = False,
+        *,
+        policy: PurgePolicy = DEFAULT_PURGE_POLICY,
+        progress: ProgressCallback | None = None,
+        force: bool = False,
+    ) -> PurgeResult:
+        """Count (``dry_run=True``) or delete every key of tenant ``name``.
+
+        A namespaced tenant loses exactly the keys of its namespace: SCAN with the
+        prefix glob-escaped in MATCH, each name checked to start with it before every
+        UNLINK batch, at the pace of ``policy``. A tenant without a namespace loses its
+        whole database, which is allowed only when no other registered tenant uses that
+        server and database, and never db 0 without ``force=True``. ``progress`` gets
+        the running totals after every round trip. See docs/PURGE.md.
+
+        Raises:
+            PurgeRefusedError: the tenant's database is not its own (or is db 0).
+            UnknownTenantError: ``name`` is not registered.
+        """
+        tenant = self._get_tenant(self.canonical(name))
+        prefix, whole = self._purge_scope(tenant, force)
+        return purge(
+            tenant.plain_client(),
+            prefix,
+            dry_run=dry_run,
+            policy=policy,
+            progress=progress,
+            whole_db=whole,
+        )
+
+    async def async_purge(
+        self,
+        name: str | None,
+        dry_run: bool = False,
+        *,
+        policy: PurgePolicy = DEFAULT_PURGE_POLICY,
+        progress: ProgressCallback | None = None,
+        force: bool = False,
+    ) -> PurgeResult:
+        """:meth:`purge` on the running event loop."""
+        tenant = self._get_tenant(self.canonical(name))
+        prefix, whole = self._purge_scope(tenant, force)
+        return await async_purge(
+            await tenant.plain_async_client(),
+            prefix,
+            dry_run=dry_run,
+            policy=policy,
+            progress=progress,
+            whole_db=whole,
+        )
+
+    def _purge_scope(self, tenant: Tenant, force: bool) -> tuple[str, bool]:
+        """``(prefix, whole_db)`` of a purge of ``tenant``, refusing one it may not do."""
+        prefix = tenant.settings.key_prefix(tenant.name)
+        if prefix is not None:
+            return prefix, False
+        with self._lock:
+            others = [
+                database_of(self._registry.settings_of(other))  # type: ignore[arg-type]
+                for other in self._registry.names()
+                if other != tenant.name
+            ]
+        check_own_database(tenant.name, database_of(tenant.settings), others, force=force)
+        return "", True
+
+    def acl_rules(self, name: str | None, *, server: AclFeatures = REDIS_7) -> list[str]:
+        """The ``ACL SETUSER`` rules that confine namespaced tenant ``name``'s user to
+        its namespace: its keys and channels, every command but those that cannot be
+        confined (and those the namespaced client emulates). Add the user's password
+        and ``on`` yourself; ``server`` picks the dialect (``acl_features(info)``).
+
+        Raises:
+            TenantConfigError: the tenant has no namespace.
+        """
+        key = self.canonical(name)
+        settings = self.settings(key)
+        prefix = settings.key_prefix(key)
+        if prefix is None:
+            raise TenantConfigError(
+                f"tenant {key!r} has no namespace: its ACL user would need a database of "
+                "its own instead (register it with namespace=True to confine it by prefix)"
+            )
+        return acl_rules(prefix, db=int(settings.redis_kwargs.get("db") or 0), server=server)
+
     # -- the active tenant ------------------------------------------------------------
 
     def tenant(self, name: str | None = None) -> TenantContext:
@@ -460,6 +559,22 @@ class Router:
     def close(self) -> None:
         """The same as :meth:`disconnect`, for code that tidies up with ``close()``."""
         self.disconnect()
+
+
+def database_of(settings: TenantSettings) -> tuple[str, int, int]:
+    """Where a tenant's keys live, as ``(host, port, db)``, for the own-database check
+    of a purge. Sentinel, Cluster and unix-socket tenants get a spelling of their own
+    that only their peers share."""
+    kwargs, topology = settings.redis_kwargs, settings.topology
+    db = int(kwargs.get("db") or 0)
+    if topology.kind == "sentinel":
+        nodes = ",".join(f"{h}:{p}" for h, p in topology.nodes)
+        return f"sentinel:{topology.service}@{nodes}", 0, db
+    if topology.kind == "cluster":
+        return "cluster:" + ",".join(f"{h}:{p}" for h, p in sorted(topology.nodes)), 0, 0
+    if kwargs.get("unix_socket_path"):
+        return f"unix:{kwargs['unix_socket_path']}", 0, db
+    return str(kwargs.get("host") or "localhost"), int(kwargs.get("port") or 6379), db
 
 
 def _tenant_class(router: Router) -> Callable[[str | None], TenantContext]:

@@ -17,11 +17,13 @@ then on, while tenants sharing the backend carry on.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from typing import Any
 
 import redis
 import redis.asyncio
+import redis.cluster
 
 from ._backend import Backend, Backends, identity
 from ._clients import is_cluster, tenant_copy
@@ -29,12 +31,17 @@ from ._errors import (
     NoActiveTenantError,
     NoEventLoopError,
     PopotoException,
+    TenantConfigError,
     UnknownTenantError,
     Unresolved,
 )
 from ._failover import EndpointPlan, TenantStatus
 from ._lease import AsyncPlainTenantPool, AsyncTenantPool, Lease, PlainTenantPool, TenantPool
 from ._loops import LoopMap
+from ._namespace import Namespace
+from ._nsclient import NamespacedRedis
+from ._nsclient_async import AsyncNamespacedRedis
+from ._nscluster import NamespacedRedisCluster
 from ._settings import TenantSettings
 
 __all__ = ["NO_LOOP", "LoopClient", "Pending", "StrictSlot", "Tenant"]
@@ -185,7 +192,7 @@ class Tenant:
                 client = self.client
                 if type(client) is Pending:
                     view = TenantPool if lease.backend.tracked() else PlainTenantPool
-                    client = self.client = _tenant_client(template, view(lease))
+                    client = self.client = _tenant_client(template, view(lease), self.namespace())
                 return client  # type: ignore[return-value]
 
     # -- failover plans ---------------------------------------------------------------
@@ -221,6 +228,32 @@ class Tenant:
         client = self.client
         return None if type(client) is Pending else client  # type: ignore[return-value]
 
+    def namespace(self) -> Namespace | None:
+        """The key namespace this tenant's clients are confined to, if any."""
+        prefix = self.settings.key_prefix(self.name)
+        return None if prefix is None else _namespace(prefix)
+
+    def plain_client(self) -> redis.Redis:
+        """The tenant's client without its namespace (purge reads names as stored)."""
+        with self._lock:
+            lease = self._leased()
+        template, _ = lease.backend.sync_template()
+        if is_cluster(template):
+            return template  # type: ignore[no-any-return]
+        view = TenantPool if lease.backend.tracked() else PlainTenantPool
+        return tenant_copy(template, view(lease))  # type: ignore[no-any-return]
+
+    async def plain_async_client(self) -> redis.asyncio.Redis:
+        """The async twin of :meth:`plain_client`, for the running loop."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            lease = self._leased()
+        template, _ = lease.backend.async_template(loop)
+        if is_cluster(template):
+            return template  # type: ignore[no-any-return]
+        view = AsyncTenantPool if lease.backend.tracked() else AsyncPlainTenantPool
+        return tenant_copy(template, view(lease, loop))  # type: ignore[no-any-return]
+
     def backend(self) -> Backend | None:
         """The backend this tenant uses now, if it has taken one."""
         lease = self._lease
@@ -253,14 +286,14 @@ class Tenant:
                 entry = self._loops.get(loop)
                 if entry is None:
                     aview = AsyncTenantPool if lease.backend.tracked() else AsyncPlainTenantPool
-                    entry = LoopClient(loop, _tenant_client(template, aview(lease, loop)))
+                    made = _tenant_client(template, aview(lease, loop), self.namespace())
+                    entry = LoopClient(loop, made)
                     self._loops.add(loop, entry)
                 break
         entry.thread = ident
         self.loops_by_thread[ident] = entry
         self.last_loop = entry
-        client: redis.asyncio.Redis = entry.client
-        return client
+        return entry.client  # type: ignore[no-any-return]
 
     async def _forget(self, entry: LoopClient) -> None:
         # Its loop shut down: drop it from the fast path too (a fresh dict, as always).
@@ -321,7 +354,7 @@ _REPLY_OPTIONS = ("protocol", "decode_responses", "encoding", "encoding_errors")
 
 
 def _same_replies(old: TenantSettings, new: TenantSettings) -> bool:
-    if getattr(old, "namespace", None) != getattr(new, "namespace", None):
+    if old.key_prefix(old.name) != new.key_prefix(new.name):
         return False
     return all(
         a.get(k) == b.get(k)
@@ -330,9 +363,31 @@ def _same_replies(old: TenantSettings, new: TenantSettings) -> bool:
     ) and (old.topology.kind == "cluster") == (new.topology.kind == "cluster")
 
 
-def _tenant_client(template: Any, pool: TenantPool | AsyncTenantPool) -> Any:
-    """A tenant's client over ``pool``; a Cluster client has no single pool to view."""
-    return template if is_cluster(template) else tenant_copy(template, pool)
+def _tenant_client(
+    template: Any, pool: TenantPool | AsyncTenantPool, namespace: Namespace | None
+) -> Any:
+    """A tenant's client over ``pool`` (a Cluster client has no single pool to view),
+    confined to ``namespace`` if the tenant has one."""
+    if namespace is None:
+        return template if is_cluster(template) else tenant_copy(template, pool)
+    if isinstance(template, redis.cluster.RedisCluster):
+        return NamespacedRedisCluster.wrap(template, namespace)
+    if is_cluster(template):
+        raise Unresolved(
+            lambda: TenantConfigError(
+                "a namespaced Cluster tenant has no async client yet: use its sync client "
+                "(POPOTO_REDIS_DB), or give the tenant a non-cluster url"
+            )
+        )
+    if isinstance(template, redis.asyncio.Redis):
+        return AsyncNamespacedRedis.wrap(template, namespace, connection_pool=pool)
+    return NamespacedRedis.wrap(template, namespace, connection_pool=pool)
+
+
+@functools.lru_cache(maxsize=4096)
+def _namespace(prefix: str) -> Namespace:
+    """One :class:`Namespace` per prefix (tenants re-use theirs across replaces)."""
+    return Namespace(prefix)
 
 
 class StrictSlot:
