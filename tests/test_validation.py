@@ -292,7 +292,7 @@ def test_valkey_urls_in_REDIS_URL_and_the_config_file(servers: Servers, tmp_path
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["acme:"]
     with direct(servers.b, db=5) as b, direct(servers.c, db=6) as c:
-        assert (b.get("from"), c.get("from")) == ("config", "REDIS_URL")
+        assert (b.get("acme:from"), c.get("from")) == ("config", "REDIS_URL")
 
 
 # -- a bad REDIS_URL at import ----------------------------------------------------------------

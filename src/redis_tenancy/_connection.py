@@ -46,7 +46,7 @@ from redis.utils import SENTINEL
 
 from ._budget import ConnectionBudget
 from ._errors import EndpointsDown
-from ._failover import EndpointPlan, FailoverEvent, Route, Switch
+from ._failover import INF, EndpointPlan, FailoverEvent, Route, Switch
 from ._handshake import head_only, tail, trusted
 from ._loops import spawn
 
@@ -116,6 +116,9 @@ class _Tracked:
     """Knows the tenant that holds it; refuses to serve a retired tenant or pool."""
 
     holder: Lease | None
+    #: The failover plan of a managed connection (the pool views read it on release).
+    plan: EndpointPlan | None = None
+    route: Route | None = None
 
     def __init__(self, *, pool_state: PoolState, **kwargs: Any) -> None:
         super().__init__(**kwargs)  # redis-py's connection (this class is mixed in first)
@@ -299,6 +302,7 @@ class _Managed(_Tracked):
     per step that does only that step's I/O.
     """
 
+    plan: EndpointPlan
     route: Route | None
     probe_class: type
     probe_retry_class: type
@@ -328,22 +332,6 @@ class _Managed(_Tracked):
     def is_idle(self) -> bool:
         """Open and not checked out: the budget may close it."""
         return not self.busy and bool(self.is_connected)  # type: ignore[attr-defined]
-
-    def should_reconnect(self) -> bool:
-        # ``route`` is None while connecting: pub/sub re-subscribes from inside connect.
-        route = self.route
-        return bool(super().should_reconnect()) or (  # type: ignore[misc]
-            route is not None and not self.plan.keep(route)
-        )
-
-    def reuse(self) -> bool | None:
-        """Checkout (``connect()`` asks): True to use the open socket as it is, False to
-        drop it and reconnect by the plan, None to connect (there is no socket)."""
-        self.busy = True
-        self.pool_state.touched = True
-        if not self.is_connected:  # type: ignore[attr-defined]
-            return None
-        return self.connecting or self.plan.keep(self.route)
 
     # -- the procedures ------------------------------------------------------------------------
 
@@ -484,13 +472,19 @@ class ManagedConnection(_Managed, connection.Connection):
             outcome = _capture(getattr(self, step[0]), step[1])
 
     def connect(self) -> None:
+        # Every checkout passes here: the live-client clock's use bit, and whether the
+        # open socket may be used as it is (the plan may have moved on: failback).
+        self.busy = True
+        self.pool_state.touched = True
         if self.closing:  # the budget is closing it this very moment: wait, then reopen
             with self._closing_lock:
                 pass
-        reuse = self.reuse()
-        if reuse:
-            return
-        if reuse is False:
+        if self.is_connected:
+            plan, route = self.plan, self.route
+            if (route is plan.stable and plan.recheck_at == INF) or self.connecting:
+                return  # healthy: keep()'s answer without the call
+            if plan.keep(route):
+                return
             self.disconnect()
         # redis-py's own connect: its Retry around connect_check_health, exactly as a
         # plain client retries a refused or timed-out connect.
@@ -510,7 +504,8 @@ class ManagedConnection(_Managed, connection.Connection):
             self.run(self.tail_steps(check_health))
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
-        self.refuse_if_cut()
+        if self.watcher is not None:
+            self.refuse_if_cut()
         try:
             return super().read_response(*args, **kwargs)
         except TimeoutError:
@@ -602,12 +597,16 @@ class AsyncManagedConnection(_Managed, aconnection.Connection):
             outcome = await _acapture(getattr(self, step[0]), step[1])
 
     async def connect(self) -> None:
+        self.busy = True
+        self.pool_state.touched = True
         if self.closing and self._closed is not None:
             await self._closed.wait()
-        reuse = self.reuse()
-        if reuse:
-            return
-        if reuse is False:
+        if self.is_connected:
+            plan, route = self.plan, self.route
+            if (route is plan.stable and plan.recheck_at == INF) or self.connecting:
+                return
+            if plan.keep(route):
+                return
             await self.disconnect()
         await super().connect()  # type: ignore[no-untyped-call]
 
@@ -624,7 +623,8 @@ class AsyncManagedConnection(_Managed, aconnection.Connection):
             await self.run(self.tail_steps(check_health))
 
     async def read_response(self, *args: Any, **kwargs: Any) -> Any:
-        self.refuse_if_cut()
+        if self.watcher is not None:
+            self.refuse_if_cut()
         try:
             return await super().read_response(*args, **kwargs)
         except TimeoutError:

@@ -49,6 +49,7 @@ from ._redact import redact_text
 
 __all__ = [
     "DEFAULT_POLICY",
+    "INF",
     "ON_DEMAND_BACKOFF",
     "CircuitPolicy",
     "EndpointPlan",
@@ -62,7 +63,9 @@ __all__ = [
 CLOSED = "closed"
 OPEN = "open"
 HALF_OPEN = "half-open"
-_INF = math.inf
+#: ``recheck_at`` of a plan with nothing to re-check (the connections' inline fast path
+#: compares against it).
+INF = _INF = math.inf
 
 #: Pauses between on-demand probes of a stranded plan's endpoint, by how many times in
 #: a row it failed (the last one repeats): a refused connect costs ~0.1 ms, so even the

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._errors import EndpointsDown, StaleClientError
-from ._failover import FailoverEvent
+from ._failover import INF, FailoverEvent
 
 if TYPE_CHECKING:
     import asyncio
@@ -128,12 +128,14 @@ class Lease:
 
 def _checked_in(connection: Any) -> tuple[Any, bool]:
     """A caller gave a connection back: unlabel it. Returns its pool, and whether to
-    close it first (nobody routes to its pool any more)."""
+    close it first (nobody routes to its pool any more, or its plan moved on)."""
     connection.busy = False
     connection.holder = None
     state = connection.pool_state
     pool = state.pool()
-    return pool, state.retired or pool is None
+    plan = connection.plan
+    moved = plan is not None and not plan.keep(connection.route)
+    return pool, state.retired or pool is None or moved
 
 
 def _idle_again(connection: Any) -> None:
@@ -183,17 +185,33 @@ class TenantPool(_View):
         if pool is None:
             pool = backend.sync_pool()
         try:
-            return lease.checked_out(pool.get_connection())
+            connection = pool.get_connection()
         except EndpointsDown as down:
             raise down.plan.exhausted(lease.name) from None
+        # Inline (every command passes here): what Lease.checked_out does.
+        connection.holder = lease
+        if connection.switch is not None:
+            lease.checked_out(connection)
+        return connection
 
     def release(self, connection: Any) -> None:
-        pool, drop = _checked_in(connection)
-        if drop:
-            connection.disconnect()
+        # Inline (every command passes here): what _checked_in and _idle_again do.
+        connection.busy = False
+        connection.holder = None
+        state = connection.pool_state
+        pool = state.pool()
+        plan = connection.plan
+        moved = plan is not None and not (
+            connection.route is plan.stable and plan.recheck_at == INF  # keep(), inline
+        )
+        if state.retired or pool is None or (moved and not plan.keep(connection.route)):
+            connection.disconnect()  # nobody routes there any more, or the plan moved on
         if pool is not None:
             pool.release(connection)
-        _idle_again(connection)
+        budget = state.budget
+        if budget is not None:
+            connection.last_used = time.monotonic()
+            budget.idle_now()
 
     @property
     def connection_kwargs(self) -> dict[str, Any]:
