@@ -12,10 +12,8 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import popoto
 import popoto.redis_db as popoto_redis_db
@@ -23,10 +21,6 @@ import popoto.testing
 import pytest
 import redis
 from popoto.embeddings import AbstractEmbeddingProvider
-from popoto.fields.existence_filter import ExistenceFilter
-from popoto.fields.validity_field import ValidityField
-from popoto.pubsub.publisher import Publisher
-from popoto.pubsub.subscriber import Subscriber
 from popoto.streams.consumer import StreamConsumer
 
 import redis_tenancy.popoto as rt_popoto
@@ -39,61 +33,23 @@ from redis_tenancy import (
     set_REDIS_DB_settings,
     tenant,
 )
-from redis_tenancy._embedded import RedisServer
 
 from .conftest import SECRET, Servers, direct, wait_until
-
-POPOTO_1_10 = hasattr(popoto, "batch")
-
-
-class RtCustomer(popoto.Model):
-    name = popoto.KeyField()
-    tier = popoto.Field(type=str, default="free")
-
-
-class RtFact(popoto.Model):
-    """One field of each Lua-backed kind Popoto has."""
-
-    name = popoto.UniqueKeyField()
-    topic = popoto.Field(type=str, default="misc")
-    tags = popoto.TagField()
-    importance = popoto.FloatField(default=1.0)
-    relevance = popoto.DecayingSortedField(base_score_field="importance")
-    validity = ValidityField()
-    bloom = ExistenceFilter(error_rate=0.01, capacity=1000, fingerprint_fn=lambda f: f.topic)
-
-
-class RtEvent(popoto.EventStreamMixin, popoto.Model):
-    name = popoto.UniqueKeyField()
-    _stream_name = "rt_events"
-
-
-@dataclass(frozen=True)
-class Place:
-    """Where a tenant's data lives."""
-
-    server: RedisServer
-    db: int
-
-    @property
-    def url(self) -> str:
-        return self.server.url.rsplit("/", 1)[0] + f"/{self.db}"
-
-    def stored(self) -> set[str]:
-        with direct(self.server, self.db) as client:
-            return set(client.keys())
-
-    def client(self) -> redis.Redis:
-        return direct(self.server, self.db)
-
-
-@pytest.fixture
-def installed() -> Iterator[None]:
-    rt_popoto.install()
-    try:
-        yield
-    finally:
-        rt_popoto.uninstall()
+from .popoto_models import (
+    POPOTO_1_10,
+    Place,
+    RtCustomer,
+    RtEvent,
+    RtFact,
+    RtPublisher,
+    RtSubscriber,
+    evals,
+    interleaved_workload,
+    lua_roundtrip,
+    mentions,
+    workload_keys,
+)
+from .popoto_models import installed as installed  # a fixture: used by name
 
 
 def register_places(layout: str, servers: Servers) -> dict[str, Place]:
@@ -132,30 +88,6 @@ def elsewhere(servers: Servers, places: dict[str, Place], mine: str) -> set[str]
             with direct(server, db) as client:
                 seen |= set(client.keys())
     return seen
-
-
-def mentions(place: Place, marker: str) -> list[str]:
-    """Keys on ``place`` whose name or content contains ``marker`` (any data type)."""
-    needle = marker.encode()
-    found = []
-    with redis.Redis(host=place.server.host, port=place.server.port, db=place.db) as client:
-        for key in client.scan_iter(count=1000):
-            kind = client.type(key)
-            if kind == b"string":
-                parts: list[Any] = [client.get(key)]
-            elif kind == b"hash":
-                parts = [b"".join(kv) for kv in client.hgetall(key).items()]
-            elif kind == b"set":
-                parts = list(client.smembers(key))
-            elif kind == b"zset":
-                parts = list(client.zrange(key, 0, -1))
-            elif kind == b"list":
-                parts = list(client.lrange(key, 0, -1))
-            else:  # stream
-                parts = [repr(entry).encode() for entry in client.xrange(key)]
-            if needle in key or any(needle in (part or b"") for part in parts):
-                found.append(key.decode())
-    return found
 
 
 def assert_isolated(servers: Servers, places: dict[str, Place]) -> None:
@@ -427,45 +359,9 @@ async def test_popotos_async_cache_reset_is_rebuilt_as_the_routing_proxy(
 def test_threads_and_tasks_interleaved_never_cross(
     servers: Servers, places: dict[str, Place]
 ) -> None:
-    wrong: list[str] = []
-    barrier = threading.Barrier(4)
-
-    def sync_worker(name: str) -> None:
-        with tenant(name):
-            barrier.wait()
-            for i in range(10):
-                RtFact.create(name=f"{name}t{i}", topic=name, tags=[name])
-                for fact in RtFact.query.filter(tags__contains=name):
-                    if not fact.name.startswith(name):
-                        wrong.append(fact.name)
-
-    async def async_worker(name: str) -> None:
-        async with tenant(name):
-            for i in range(10):
-                await RtCustomer.async_create(name=f"{name}a{i}", tier=name)
-                for customer in await RtCustomer.query.async_all():
-                    if customer.tier != name:
-                        wrong.append(customer.name)
-
-    def loop_worker() -> None:
-        barrier.wait()
-
-        async def both() -> None:
-            await asyncio.gather(async_worker("acme"), async_worker("globex"))
-
-        asyncio.run(both())
-
-    threads = [threading.Thread(target=sync_worker, args=(n,)) for n in ("acme", "globex")]
-    threads += [threading.Thread(target=loop_worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert wrong == []
+    assert interleaved_workload(("acme", "globex")) == []
     for name in ("acme", "globex"):
-        keys = places[name].stored()
-        assert {f"RtFact:{name}t{i}" for i in range(10)} <= keys
-        assert {f"RtCustomer:{name}a{i}" for i in range(10)} <= keys
+        assert workload_keys(name) <= places[name].stored()
     assert_isolated(servers, places)
 
 
@@ -484,28 +380,12 @@ def test_a_thread_pool_task_needs_the_tenant_context_copied(apart: dict[str, Pla
 # -- Lua ----------------------------------------------------------------------------------
 
 
-def _lua_roundtrip(name: str) -> None:
-    other = "globex" if name == "acme" else "acme"
-    RtFact.create(name=f"{name}f1", topic=f"{name}topic", tags=[name, "common"], importance=2.0)
-    RtFact.create(name=f"{name}f2", topic=f"{name}misc", tags=["common"])
-    assert {f.name for f in RtFact.query.filter(tags__contains=name)} == {f"{name}f1"}
-    assert {f.name for f in RtFact.query.filter(tags__contains="common")} == {
-        f"{name}f1",
-        f"{name}f2",
-    }
-    assert RtFact.bloom.might_exist(RtFact, f"{name}topic") is True
-    assert RtFact.bloom.definitely_missing(RtFact, f"{other}topic") is True
-    assert [f.name for f in RtFact.query.top_by_decay(n=1)] == [f"{name}f1"]
-    current = {f.name for f in RtFact.query.filter(validity__current=True)}
-    assert current == {f"{name}f1", f"{name}f2"}
-
-
 def test_lua_backed_fields_work_per_tenant_and_load_scripts_on_each_server(
     servers: Servers, places: dict[str, Place]
 ) -> None:
     for name in ("acme", "globex"):
         with tenant(name):
-            _lua_roundtrip(name)
+            lua_roundtrip(name)
     scripts = rt_popoto._installation.scripts  # type: ignore[union-attr]
     for name, place in places.items():
         with tenant(name):
@@ -521,13 +401,6 @@ def test_lua_backed_fields_work_per_tenant_and_load_scripts_on_each_server(
 
 def _known_shas(scripts: Any) -> list[str]:
     return list(scripts.shas())
-
-
-def evals(place: Place) -> int:
-    """How many ``EVAL`` (script body) commands the server ran: only recovery sends one."""
-    with place.client() as client:
-        stats = client.info("commandstats")
-    return int(stats.get("cmdstat_eval", {}).get("calls", 0))
 
 
 def test_pipeline_lua_on_a_second_server_loads_the_script_there_first(
@@ -741,21 +614,6 @@ def test_cluster_tenant_gets_a_clear_error_before_popoto_runs(installed: None) -
 
 
 # -- pub/sub and streams -------------------------------------------------------------------
-
-
-class RtPublisher(Publisher):
-    pass
-
-
-class RtSubscriber(Subscriber):
-    sub_channel_names: ClassVar[list[str]] = ["rt-news"]
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        super().__init__()
-
-    def handle(self, channel: str, data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
-        self.received.append(data)
 
 
 def test_subscriber_listens_on_its_tenant_and_publish_routes_per_call(

@@ -7,6 +7,8 @@ import types
 import pytest
 from redis.exceptions import NoScriptError, ResponseError
 
+from redis_tenancy._namespace import NO_SHA
+from redis_tenancy._nslua import wrap
 from redis_tenancy.popoto._patches import PatchSet
 from redis_tenancy.popoto._scripts import ScriptRegistry, retry_commands
 from redis_tenancy.popoto._state import TenantKeyedDict
@@ -25,7 +27,31 @@ def test_retry_commands_rewrites_only_evalsha_answered_noscript() -> None:
         (("GET", "k"), {}),
     ]
     results = [True, NoScriptError("NOSCRIPT"), NoScriptError("NOSCRIPT"), b"v", ResponseError()]
-    assert retry_commands(registry, stack, results) == [(1, ("EVAL", BODY, 1, "k"))]
+    assert retry_commands(registry.text, stack, results) == [(1, ("EVAL", BODY, 1, "k"))]
+
+
+def test_retry_commands_of_a_namespaced_pipeline_rerun_the_wrapped_body_only() -> None:
+    registry = ScriptRegistry()
+    caller = registry.sha(BODY)
+    wrapped = registry.wrapped_sha(BODY)
+    assert wrapped == wrap(BODY).sha != caller
+    # As a namespaced pipeline sent them: wrapped SHA, prefixed key, prefix as ARGV[1].
+    stack: list[tuple[tuple[object, ...], dict[str, object]]] = [
+        (("EVALSHA", wrapped, 1, "acme:k", b"acme:"), {}),
+        (("EVALSHA", caller, 1, "acme:k", b"acme:"), {}),  # never sent so; not re-run bare
+        (("EVALSHA", NO_SHA, 1, "acme:k", b"acme:"), {}),  # a SHA never wrapped here
+    ]
+    results = [NoScriptError("NOSCRIPT")] * 3
+    assert retry_commands(registry.wrapped_text, stack, results) == [
+        (0, ("EVAL", wrap(BODY).text, 1, "acme:k", b"acme:"))
+    ]
+
+
+def test_script_registry_finds_wrapped_bodies_of_scripts_learned_elsewhere() -> None:
+    registry = ScriptRegistry()
+    registry.remember({"abc": b"return 2"})  # from a redis-py Script, never wrapped here
+    assert registry.wrapped_text(wrap("return 2").sha) == wrap("return 2").text
+    assert registry.wrapped_text(registry.sha(BODY)) is None  # a caller SHA is not one
 
 
 def test_script_registry_marks_and_forgets_per_endpoint() -> None:

@@ -31,6 +31,12 @@ plus every copy of these names in other ``popoto`` modules. The guarded clients 
 Popoto's refusal to ``FLUSHDB`` database 0; Popoto's in-place pool swaps are refused
 with :class:`PoolSwapRefusedError`; a Cluster tenant gets :class:`ClusterTenantError`.
 
+A namespaced tenant (``namespace=True``) gets a client that is both guarded and
+namespaced, with namespaced pipelines, ``batch()``, async pipelines and pub/sub, so
+every key Popoto writes carries the tenant's prefix; its ``FLUSHDB`` empties only the
+namespace and is therefore allowed on database 0 (``FLUSHALL`` stays refused). See
+``_clients`` and docs/POPOTO.md.
+
 Example::
 
     import redis_tenancy.popoto
@@ -55,7 +61,7 @@ from types import ModuleType
 from typing import Any
 
 from .. import FailoverEvent, Router, default_router
-from ._clients import Binding, recovering
+from ._clients import Binding, namespaced_pipeline_class, open_pipeline, recovering
 from ._errors import (
     ClusterTenantError,
     PoolSwapRefusedError,
@@ -261,11 +267,13 @@ class _Installation:
         assert self.binding is not None, "popoto.batch imports popoto.redis_db first"
         get_client = self.binding.get_REDIS_DB
         batch_class = recovering(module.Batch, self.scripts)
+        namespaced_batch_class = namespaced_pipeline_class(batch_class, self.scripts)
 
         def batch(transaction: bool = True) -> Any:
             """``popoto.batch()`` on the active tenant's client (see ``popoto.batch``)."""
-            client = get_client()
-            return batch_class(client.connection_pool, client.response_callbacks, transaction, None)
+            return open_pipeline(
+                get_client(), batch_class, namespaced_batch_class, transaction, None
+            )
 
         self.patches.replace(module, "batch", batch, copies=True)
 

@@ -20,6 +20,20 @@ A view also
 - refuses to have its ``connection_pool`` rebound to another place (Popoto's in-place
   pool swaps); a swap to the place it already uses changes nothing and is accepted.
 
+**Namespaced tenants.** The router's client of a namespaced tenant is a
+``NamespacedRedis`` (``AsyncNamespacedRedis``) over a pool that many tenants share; a
+``GuardedRedis`` over that pool would write outside the namespace. Its view is
+therefore a class deriving from both the view class above and the namespaced client
+(built with the namespaced client's public ``wrap()``), so Popoto's guard runs first
+and every command is then rewritten into the namespace; its pipelines (and
+``batch()``) derive from the recovering guarded pipeline and ``NamespacedPipeline``
+(recovery re-runs the *wrapped* script body), its pub/sub from ``TenantPubSub`` and
+``NamespacedPubSub``, and its async pipelines from ``GuardedAsyncPipeline`` and
+``AsyncNamespacedPipeline`` (Popoto's ``pipeline()`` would reassign ``__class__`` and
+lose the namespace). The guard keeps refusing ``FLUSHALL``; ``FLUSHDB`` goes to the
+namespace, which empties only the tenant's keys, so it is allowed on database 0 too
+(:func:`_flush_in_namespace`).
+
 ``POPOTO_REDIS_DB`` and ``_POPOTO_ASYNC_REDIS_DB`` become proxies over the active
 tenant's view, built like the router's proxies: instances of the client class whose
 ``__getattribute__`` resolves on every access, so ``isinstance(x, GuardedRedis)``
@@ -36,18 +50,22 @@ from typing import Any, cast
 
 import redis
 import redis.asyncio
+import redis.asyncio.client
 import redis.asyncio.cluster
 import redis.client
 import redis.cluster
 from redis.commands.core import Script
 
 from .. import PopotoException, Router, copy_tenant_context
+from .._nsclient import NamespacedPipeline, NamespacedPubSub, NamespacedRedis
+from .._nsclient_async import AsyncNamespacedPipeline, AsyncNamespacedRedis
 from ._errors import ClusterTenantError, PoolSwapRefusedError
 from ._scripts import ScriptRegistry, retry_commands
 
-__all__ = ["Binding"]
+__all__ = ["Binding", "namespaced_pipeline_class", "open_pipeline", "recovering"]
 
 _CLUSTERS = (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster)
+_NAMESPACED = (NamespacedRedis, AsyncNamespacedRedis)
 _BOUND = "_redis_tenancy_bound"
 
 
@@ -74,8 +92,15 @@ class Binding:
         self._endpoints: dict[int, tuple[Any, str]] = {}
         self._generation = 0
         self.pipeline_class = _pipeline_class(redis_db.GuardedPipeline, scripts)
-        self.client_class = _client_class(redis_db.GuardedRedis, self.pipeline_class, self)
+        self.namespaced_pipeline_class = namespaced_pipeline_class(self.pipeline_class, scripts)
+        self.client_class = _client_class(
+            redis_db.GuardedRedis, self.pipeline_class, self.namespaced_pipeline_class, self
+        )
+        self.namespaced_client_class = _namespaced_client_class(self.client_class)
         self.async_client_class = _async_client_class(redis_db.GuardedAsyncRedis, self)
+        self.namespaced_async_client_class = _namespaced_async_client_class(
+            self.async_client_class, redis_db.GuardedAsyncPipeline
+        )
         self.proxy: redis.Redis = _make_proxy(
             self.client_class, self.get_REDIS_DB, "POPOTO_REDIS_DB"
         )
@@ -91,7 +116,10 @@ class Binding:
         try:
             return cast(redis.Redis, self._views[concrete])
         except KeyError:
-            return cast(redis.Redis, self._new_view(concrete, self._views, self.client_class))
+            view = self._new_view(
+                concrete, self._views, self.client_class, self.namespaced_client_class
+            )
+            return cast(redis.Redis, view)
 
     def async_view(self) -> redis.asyncio.Redis:
         """The active tenant's guarded async client for the running event loop."""
@@ -99,7 +127,12 @@ class Binding:
         try:
             return cast(redis.asyncio.Redis, self._async_views[concrete])
         except KeyError:
-            view = self._new_view(concrete, self._async_views, self.async_client_class)
+            view = self._new_view(
+                concrete,
+                self._async_views,
+                self.async_client_class,
+                self.namespaced_async_client_class,
+            )
             return cast(redis.asyncio.Redis, view)
 
     async def get_async_redis_db(self) -> redis.asyncio.Redis:
@@ -112,7 +145,7 @@ class Binding:
             self.redis_db._POPOTO_ASYNC_REDIS_DB = self.async_proxy
         return self.async_view()
 
-    def _new_view(self, concrete: Any, views: Any, cls: type) -> Any:
+    def _new_view(self, concrete: Any, views: Any, cls: type, namespaced_cls: Any) -> Any:
         if isinstance(concrete, _CLUSTERS):
             raise ClusterTenantError(
                 f"tenant {self.router.current()!r} is a Redis Cluster tenant "
@@ -124,7 +157,11 @@ class Binding:
         with self._lock:
             view = views.get(concrete)
             if view is None:
-                view = cls(connection_pool=concrete.connection_pool)
+                if isinstance(concrete, _NAMESPACED):
+                    # Same pool, same namespace: never a plain client over a shared pool.
+                    view = namespaced_cls.wrap(concrete, concrete.namespace)
+                else:
+                    view = cls(connection_pool=concrete.connection_pool)
                 views[concrete] = view
         return view
 
@@ -175,15 +212,24 @@ class Binding:
 
         On a pipeline the script is loaded (``SCRIPT LOAD``) on the active tenant's
         endpoint the first time it is queued there, then queued as ``EVALSHA``; the
-        pipeline recovers if the endpoint turns out not to have it. Anything else goes
-        through redis-py's ``Script``, which reloads on ``NoScriptError`` by itself.
+        pipeline recovers if the endpoint turns out not to have it. A namespaced
+        pipeline runs the script wrapped in the namespace's prelude, so what the
+        endpoint must have (and what is recorded) is the wrapped SHA; the namespaced
+        client loads the wrapped text and the pipeline translates the caller's SHA.
+        Anything else goes through redis-py's ``Script``, which reloads on
+        ``NoScriptError`` by itself.
         """
         if isinstance(client, redis.client.Pipeline):
             sha = self.scripts.sha(script_text)
+            on_server = (
+                self.scripts.wrapped_sha(script_text)
+                if isinstance(client, NamespacedPipeline)
+                else sha
+            )
             endpoint = self.endpoint()
-            if not self.scripts.loaded(endpoint, sha):
+            if not self.scripts.loaded(endpoint, on_server):
                 self.get_REDIS_DB().script_load(script_text)
-                self.scripts.mark(endpoint, sha)
+                self.scripts.mark(endpoint, on_server)
             return client.evalsha(sha, numkeys, *keys_and_args)
         keys = list(keys_and_args[:numkeys])
         args = list(keys_and_args[numkeys:])
@@ -194,6 +240,8 @@ class _ScriptRecovery:
     """Pipeline mixin: re-run the ``EVALSHA`` commands the server did not know, as ``EVAL``."""
 
     _scripts: ScriptRegistry
+    #: The body of an ``EVALSHA`` of the stack by its SHA (caller's or wrapped text).
+    _script_text: Callable[[str], str | bytes | None]
     command_stack: list[Any]
     scripts: set[Script]
     connection_pool: Any
@@ -204,8 +252,10 @@ class _ScriptRecovery:
         if self.scripts:  # queued through redis-py's Script: learn their bodies
             self._scripts.remember({s.sha: s.script for s in self.scripts})
         results: list[Any] = super().execute(False)  # type: ignore[misc]
-        retry = retry_commands(self._scripts, stack, results)
+        retry = retry_commands(self._script_text, stack, results)
         if retry:
+            # The commands are as they were sent (a namespaced pipeline's already
+            # rewritten): a plain pipeline re-runs them as they are.
             again = redis.client.Pipeline(
                 self.connection_pool, self.response_callbacks, False, None
             )
@@ -223,7 +273,12 @@ def _pipeline_class(guarded_pipeline: type, scripts: ScriptRegistry) -> type:
     return type(
         "TenantPipeline",
         (_ScriptRecovery, guarded_pipeline),
-        {"__module__": __name__, "_scripts": scripts, "__doc__": guarded_pipeline.__doc__},
+        {
+            "__module__": __name__,
+            "_scripts": scripts,
+            "_script_text": scripts.text,
+            "__doc__": guarded_pipeline.__doc__,
+        },
     )
 
 
@@ -232,8 +287,80 @@ def recovering(batch_class: type, scripts: ScriptRegistry) -> type:
     return type(
         "TenantBatch",
         (_ScriptRecovery, batch_class),
-        {"__module__": __name__, "_scripts": scripts, "__doc__": batch_class.__doc__},
+        {
+            "__module__": __name__,
+            "_scripts": scripts,
+            "_script_text": scripts.text,
+            "__doc__": batch_class.__doc__,
+        },
     )
+
+
+def namespaced_pipeline_class(pipeline_class: type[Any], scripts: ScriptRegistry) -> type:
+    """``pipeline_class`` (a recovering ``TenantPipeline`` or ``TenantBatch``) confined
+    to a namespace: instances take the ``Namespace`` as a fifth constructor argument.
+
+    Popoto's guard runs first, then ``NamespacedPipeline`` rewrites the command as it
+    is queued; recovery looks up wrapped script bodies, since the stack holds the
+    wrapped SHAs the namespace sent.
+    """
+    return type(
+        f"Namespaced{pipeline_class.__name__}",
+        (pipeline_class, NamespacedPipeline),
+        {
+            "__module__": __name__,
+            "__doc__": f"{pipeline_class.__name__} in a tenant's namespace.",
+            "_script_text": scripts.wrapped_text,
+            "execute_command": _flush_in_namespace(
+                pipeline_class.execute_command, redis.client.Pipeline.execute_command
+            ),
+        },
+    )
+
+
+def open_pipeline(
+    client: Any, plain: type, namespaced: type, transaction: bool, shard_hint: Any
+) -> Any:
+    """A ``plain`` pipeline over ``client``'s pool, or a ``namespaced`` one in its
+    namespace when ``client`` is a namespaced tenant's view."""
+    if isinstance(client, NamespacedRedis):
+        return namespaced(
+            client.connection_pool,
+            client.response_callbacks,
+            transaction,
+            shard_hint,
+            client.namespace,
+        )
+    return plain(client.connection_pool, client.response_callbacks, transaction, shard_hint)
+
+
+def _is_flushdb(name: Any) -> bool:
+    """Whether Popoto's guard would take command ``name`` for ``FLUSHDB`` (it strips
+    and upper-cases it). The length test keeps the common short names cheap."""
+    if name.__class__ is bytes:
+        name = name.decode("utf-8", "replace")
+    return isinstance(name, str) and len(name) >= 7 and name.strip().upper() == "FLUSHDB"
+
+
+def _flush_in_namespace(
+    guarded: Callable[..., Any], namespaced: Callable[..., Any]
+) -> Callable[..., Any]:
+    """``execute_command`` of a namespaced view: ``FLUSHDB`` skips Popoto's db-0 guard.
+
+    The guard refuses ``FLUSHDB`` on database 0 because it would wipe every key there.
+    A namespaced tenant's ``FLUSHDB`` deletes only the keys of its namespace (the
+    namespaced client emulates it with SCAN and UNLINK; a pipeline refuses it with
+    ``NamespaceError``), so it goes straight to ``namespaced``, the namespaced class's
+    own ``execute_command``. Everything else, ``FLUSHALL`` included, goes through
+    ``guarded`` (Popoto's guard, then the namespace).
+    """
+
+    def execute_command(self: Any, *args: Any, **options: Any) -> Any:
+        if args and _is_flushdb(args[0]):
+            return namespaced(self, *args, **options)
+        return guarded(self, *args, **options)
+
+    return execute_command
 
 
 def _target(pool: Any) -> tuple[Any, ...]:
@@ -263,11 +390,11 @@ def _refuse_pool_swap(binding: Binding) -> Callable[[Any, str, Any], None]:
     return __setattr__
 
 
-def _client_class(guarded_redis: type, pipeline_class: type, binding: Binding) -> type:
+def _client_class(
+    guarded_redis: type, pipeline_class: type, namespaced_pipeline: type, binding: Binding
+) -> type:
     def pipeline(self: Any, transaction: bool = True, shard_hint: Any = None) -> Any:
-        return pipeline_class(
-            self.connection_pool, self.response_callbacks, transaction, shard_hint
-        )
+        return open_pipeline(self, pipeline_class, namespaced_pipeline, transaction, shard_hint)
 
     def pubsub(self: Any, **kwargs: Any) -> redis.client.PubSub:
         return TenantPubSub(self.connection_pool, **kwargs)
@@ -281,6 +408,68 @@ def _client_class(guarded_redis: type, pipeline_class: type, binding: Binding) -
             "pipeline": pipeline,
             "pubsub": pubsub,
             "__setattr__": _refuse_pool_swap(binding),
+        },
+    )
+
+
+def _namespaced_client_class(client_class: type[Any]) -> type:
+    """The view of a namespaced tenant: ``client_class`` (Popoto's guard, pool-swap
+    refusal, recovering pipelines) over ``NamespacedRedis``; made with ``wrap()``."""
+
+    def pubsub(self: Any, **kwargs: Any) -> redis.client.PubSub:
+        return TenantNamespacedPubSub(self.connection_pool, namespace=self.namespace, **kwargs)
+
+    return type(
+        "TenantGuardedNamespacedRedis",
+        (client_class, NamespacedRedis),
+        {
+            "__module__": __name__,
+            "__doc__": "A namespaced tenant's client with Popoto's guard (FLUSHDB: the "
+            "namespace's keys only).",
+            "execute_command": _flush_in_namespace(
+                client_class.execute_command, NamespacedRedis.execute_command
+            ),
+            "pubsub": pubsub,
+        },
+    )
+
+
+def _namespaced_async_client_class(
+    async_client_class: type[Any], guarded_pipeline: type[Any]
+) -> type:
+    """The async view of a namespaced tenant (see :func:`_namespaced_client_class`).
+
+    Popoto's ``GuardedAsyncRedis.pipeline()`` reassigns the pipeline's ``__class__`` to
+    its plain guarded pipeline, which would drop the namespace: pipelines here are
+    built as a class deriving from both instead.
+    """
+    pipeline_class = type(
+        "TenantGuardedNamespacedAsyncPipeline",
+        (guarded_pipeline, AsyncNamespacedPipeline),
+        {
+            "__module__": __name__,
+            "__doc__": "A namespaced tenant's async pipeline with Popoto's guard.",
+            "execute_command": _flush_in_namespace(
+                guarded_pipeline.execute_command, redis.asyncio.client.Pipeline.execute_command
+            ),
+        },
+    )
+
+    def pipeline(self: Any, transaction: bool = True, shard_hint: Any = None) -> Any:
+        return pipeline_class(
+            self.connection_pool, self.response_callbacks, transaction, shard_hint, self.namespace
+        )
+
+    return type(
+        "TenantGuardedNamespacedAsyncRedis",
+        (async_client_class, AsyncNamespacedRedis),
+        {
+            "__module__": __name__,
+            "__doc__": "A namespaced tenant's async client for one loop, with Popoto's guard.",
+            "execute_command": _flush_in_namespace(
+                async_client_class.execute_command, AsyncNamespacedRedis.execute_command
+            ),
+            "pipeline": pipeline,
         },
     )
 
@@ -387,3 +576,8 @@ def _make_proxy(base: type, resolve: Callable[[], Any], what: str) -> Any:
         },
     )
     return object.__new__(cls)
+
+
+class TenantNamespacedPubSub(TenantPubSub, NamespacedPubSub):
+    """A namespaced tenant's ``PubSub``: channels in its namespace (``NamespacedPubSub``),
+    handlers run under the tenant that subscribed them (``TenantPubSub``)."""

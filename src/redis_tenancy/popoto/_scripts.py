@@ -15,6 +15,13 @@ often as not, and the pipeline fails with ``NoScriptError``. Two parts fix it:
   came back ``NoScriptError`` and turns those commands into ``EVAL`` with the script
   body, which the pipeline re-runs (and so loads) in one more round trip.
 
+A namespaced tenant's client loads a script *wrapped* in the namespace's Lua prelude
+(:mod:`redis_tenancy._nslua`, one wrapped text for every tenant), and its pipelines
+queue ``EVALSHA`` already rewritten to the wrapped SHA. So for those the registry
+records the wrapped SHA as loaded (:meth:`ScriptRegistry.wrapped_sha`), and recovery
+re-runs the *wrapped* body (:meth:`ScriptRegistry.wrapped_text`), never the caller's
+text, which would run outside the namespace.
+
 Everything here is I/O-free; the pipeline class in ``_clients`` drives it.
 """
 
@@ -22,10 +29,12 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from redis.exceptions import NoScriptError
+
+from .._nslua import wrap
 
 __all__ = ["ScriptRegistry", "retry_commands"]
 
@@ -42,6 +51,7 @@ class ScriptRegistry:
         self._sha_of: dict[str, str] = {}
         self._text_of: dict[str, str] = {}
         self._loaded: dict[str, frozenset[str]] = {}
+        self._wrapped_text: dict[str, bytes] = {}
 
     def sha(self, text: str) -> str:
         """The SHA1 Redis gives ``text`` (UTF-8, as Popoto's scripts are sent)."""
@@ -65,6 +75,32 @@ class ScriptRegistry:
     def text(self, sha: str) -> str | None:
         """The body of a script seen before, else ``None``."""
         return self._text_of.get(sha)
+
+    def wrapped_sha(self, text: str) -> str:
+        """The SHA of ``text`` as a namespaced client loads it (wrapped in the prelude).
+
+        Asks :func:`~redis_tenancy._nslua.wrap` every time rather than caching here: it
+        is a dict lookup there, and it re-registers a script the process-wide map
+        forgot, which the namespaced pipeline needs to translate the caller's SHA.
+        """
+        wrapped = wrap(text)
+        if wrapped.sha not in self._wrapped_text:
+            with self._lock:
+                self._wrapped_text[wrapped.sha] = wrapped.text
+        return wrapped.sha
+
+    def wrapped_text(self, sha: str) -> bytes | None:
+        """The wrapped body whose SHA is ``sha``, for a script seen before, else ``None``.
+
+        Texts learned from redis-py ``Script`` objects were never wrapped here: they are
+        wrapped on the first miss (recovery is rare, the loop is short).
+        """
+        found = self._wrapped_text.get(sha)
+        if found is None:
+            for text in list(self._text_of.values()):
+                self.wrapped_sha(text)
+            found = self._wrapped_text.get(sha)
+        return found
 
     def loaded(self, endpoint: str, sha: str) -> bool:
         """Whether ``endpoint`` is believed to have ``sha`` loaded."""
@@ -92,7 +128,7 @@ class ScriptRegistry:
 
 
 def retry_commands(
-    registry: ScriptRegistry,
+    text_of: Callable[[str], str | bytes | None],
     stack: Sequence[tuple[Sequence[Any], Mapping[str, Any]]],
     results: Sequence[Any],
 ) -> list[tuple[int, tuple[Any, ...]]]:
@@ -100,7 +136,9 @@ def retry_commands(
 
     ``stack`` is the pipeline's command stack as it was sent and ``results`` its
     replies (errors in place). Every ``EVALSHA`` answered with ``NoScriptError`` whose
-    body is known becomes ``(index, ("EVAL", body, numkeys, *keys_and_args))``. Only
+    body ``text_of(sha)`` knows becomes ``(index, ("EVAL", body, numkeys, *keys_and_args))``
+    (``ScriptRegistry.text`` for plain pipelines, ``ScriptRegistry.wrapped_text`` for
+    namespaced ones, whose stack holds wrapped SHAs and prefixed arguments). Only
     those commands ran "not at all"; everything else in the pipeline (and, in a
     ``MULTI``, the rest of the transaction) did run, so re-running only these keeps
     every other command from running twice.
@@ -113,7 +151,7 @@ def retry_commands(
         if len(args) < 3 or str(args[0]).upper() != "EVALSHA":
             continue
         sha = args[1].decode() if isinstance(args[1], bytes) else str(args[1])
-        body = registry.text(sha)
+        body = text_of(sha)
         if body is not None:
             retry.append((index, ("EVAL", body, *args[2:])))
     return retry
