@@ -103,6 +103,6 @@ if [ "${POPOTO_SUITE_INHERIT:-0}" = 1 ]; then
 fi
 
 echo "this project's tests/test_popoto*.py against popoto $VERSION:"
-(cd "$ROOT" && "$PY" -m pytest -p no:cacheprovider -q tests/test_popoto.py \
+(cd "$ROOT" && "$PY" -m pytest -p no:cacheprovider -q tests/test_popoto.py tests/test_popoto_namespaced.py \
     tests/test_popoto_failover.py 2>&1 | tail -3) || status=1
 exit $status
