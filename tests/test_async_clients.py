@@ -199,3 +199,30 @@ def test_uvloop_loops_in_several_threads_each_get_their_own_client(servers: Serv
         for loop, client in seen[name]:
             clients_by_loop.setdefault((name, loop), set()).add(id(client))
     assert all(len(ids) == 1 for ids in clients_by_loop.values())
+
+
+def test_a_stopped_loop_never_serves_the_next_loop_of_its_thread(servers: Servers) -> None:
+    # Loops stopped without shutting down (run_until_complete, no close) keep their
+    # entries; the next loop of the same thread must get its own client, on asyncio
+    # and on uvloop (whose fast path trusts only a loop that is running).
+    set_REDIS_DB_settings("acme", url=servers.b.url)
+
+    async def pool_seen() -> tuple[object, object]:
+        async with tenant("acme"):
+            via_proxy = POPOTO_ASYNC_REDIS_DB.connection_pool
+            await POPOTO_ASYNC_REDIS_DB.incr("runs")
+            return via_proxy, (await get_async_redis_db()).connection_pool
+
+    for new_loop in (asyncio.new_event_loop, uvloop.new_event_loop):
+        first, second = new_loop(), new_loop()
+        try:
+            a = first.run_until_complete(pool_seen())
+            b = second.run_until_complete(pool_seen())
+        finally:
+            for loop in (first, second):  # shutting down closes the loop's clients
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+        assert a[0] is a[1]
+        assert b[0] is b[1]
+        assert a[0] is not b[0]
+    assert direct(servers.b).get("runs") == "4"

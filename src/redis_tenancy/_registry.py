@@ -42,14 +42,34 @@ def _cache_key(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Hashable | N
     the settings parsed for ``db=1`` (``True == 1`` in Python, but only one of them
     is a valid db).
     """
-    if args or not all(type(key) is str for key in kwargs):
+    if args:
         return None
-    items = tuple(sorted((key, _typed(value)) for key, value in kwargs.items()))
-    try:
-        hash(items)
-    except TypeError:
-        return None
-    return items
+    items = []
+    plain = True
+    for key, value in kwargs.items():
+        if type(key) is not str:
+            return None
+        kind = type(value)
+        if kind not in _SCALARS:
+            plain = False
+            value = _typed(value)
+        items.append((key, kind, value))
+    items.sort(key=_first)  # keys are distinct strings: only they are compared
+    key_ = tuple(items)
+    if not plain:
+        try:
+            hash(key_)
+        except TypeError:
+            return None
+    return key_
+
+
+#: Types whose values hash and compare by value (the common case: URLs, ints, flags).
+_SCALARS = frozenset({str, int, float, bool, type(None), bytes})
+
+
+def _first(item: tuple[str, type, Any]) -> str:
+    return item[0]
 
 
 def _typed(value: Any) -> Hashable:
@@ -141,7 +161,7 @@ class Registry:
         """``settings`` for ``name``, with the failover endpoints it has now if they are
         to be kept. Called with the lock held."""
         tenant = self.live.get(name)
-        previous = tenant.settings if tenant is not None else self.pending.get(name)
+        previous = self.pending.get(name) if tenant is None else tenant.settings
         if previous is None or not previous.topology.failover:
             return settings
         return settings.with_failover_of(previous, tenant=name)

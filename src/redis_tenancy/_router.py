@@ -219,7 +219,7 @@ class Router:
         entries = []
         for name, kwargs in tenants.items():
             key = canonical(name)
-            if not isinstance(kwargs, Mapping):
+            if type(kwargs) is not dict and not isinstance(kwargs, Mapping):
                 raise TenantConfigError(
                     f"tenant {key!r}: settings must be a mapping of keywords "
                     f"(e.g. {{'url': ...}}), got {describe_value('settings', kwargs)}"

@@ -82,18 +82,34 @@ class LoopClient:
         loop: the event loop the client belongs to.
         client: the tenant's ``redis.asyncio.Redis`` on that loop.
         thread: the thread that last found this loop running in it.
-        exact: the loop says which thread runs it (asyncio's ``_thread_id``), so the
-            fast path can check it exactly; other loops (uvloop) are trusted while they
-            run and were last seen in this thread.
+        probe: answers ``_thread_id`` with the thread running ``loop`` now (anything
+            else when it does not run): the loop itself for asyncio loops, which keep
+            that attribute exactly; for other loops (uvloop) a :class:`_Probe`, which
+            trusts a running loop in the thread that last resolved it. The fast path
+            is then one comparison, ``entry.probe._thread_id == get_ident()``.
     """
 
-    __slots__ = ("client", "exact", "loop", "thread")
+    __slots__ = ("client", "loop", "probe", "thread")
 
     def __init__(self, loop: Any, client: Any, thread: int = 0) -> None:
         self.loop = loop
         self.client = client
         self.thread = thread
-        self.exact = hasattr(loop, "_thread_id")
+        self.probe = loop if hasattr(loop, "_thread_id") else _Probe(self)
+
+
+class _Probe:
+    """``_thread_id`` for a loop that does not keep one (see :class:`LoopClient`)."""
+
+    __slots__ = ("_entry",)
+
+    def __init__(self, entry: LoopClient) -> None:
+        self._entry = entry
+
+    @property
+    def _thread_id(self) -> int | None:
+        entry = self._entry
+        return entry.thread if entry.loop.is_running() else None
 
 
 class _NoLoop:
@@ -107,6 +123,9 @@ class _NoLoop:
 
 #: What the fast path finds before any loop was seen: always "take the slow path".
 NO_LOOP = LoopClient(_NoLoop(), None, thread=-1)
+#: The ``loops_by_thread`` of a tenant never used async: shared, so never written (a
+#: tenant gets its own dict on first async use).
+_NO_THREADS: dict[int, LoopClient] = {}
 
 
 class Tenant:
@@ -148,9 +167,10 @@ class Tenant:
         self.settings = settings
         self.removed = False
         self.last_loop = NO_LOOP
-        self.loops_by_thread: dict[int, LoopClient] = {}
+        self.loops_by_thread = _NO_THREADS
         self._lock = threading.Lock()
-        self._loops: LoopMap[LoopClient] = LoopMap(self._lock, self._forget)
+        # Made on first async use: most tenants of a big registry never go async.
+        self._loops: LoopMap[LoopClient] | None = None
         self._backends = backends
         self._announce = announce
         self._lease: Lease | None = None
@@ -275,22 +295,27 @@ class Tenant:
         ident = threading.get_ident()
         while True:
             with self._lock:
-                entry = self._loops.get(loop)
+                loops = self._loops
+                if loops is None:
+                    loops = self._loops = LoopMap(self._lock, self._forget)
+                entry = loops.get(loop)
                 if entry is not None:
                     break
                 lease = self._leased()
             template, _ = lease.backend.async_template(loop)  # outside our lock
             with self._lock:
-                if self._lease is not lease:
+                if self._lease is not lease or self._loops is not loops:
                     continue
-                entry = self._loops.get(loop)
+                entry = loops.get(loop)
                 if entry is None:
                     aview = AsyncTenantPool if lease.backend.tracked() else AsyncPlainTenantPool
                     made = _tenant_client(template, aview(lease, loop), self.namespace())
                     entry = LoopClient(loop, made)
-                    self._loops.add(loop, entry)
+                    loops.add(loop, entry)
                 break
         entry.thread = ident
+        if self.loops_by_thread is _NO_THREADS:
+            self.loops_by_thread = {}
         self.loops_by_thread[ident] = entry
         self.last_loop = entry
         return entry.client  # type: ignore[no-any-return]
@@ -304,7 +329,7 @@ class Tenant:
 
     def loop_count(self) -> int:
         """How many event loops currently hold clients of this tenant."""
-        return len(self._loops)
+        return 0 if self._loops is None else len(self._loops)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -340,8 +365,8 @@ class Tenant:
         with self._lock:
             lease, self._lease = self._lease, None
             self.client = Pending(self)
-            self._loops = LoopMap(self._lock, self._forget)
-            self.loops_by_thread = {}
+            self._loops = None
+            self.loops_by_thread = _NO_THREADS
             self.last_loop = NO_LOOP
         if lease is not None:
             lease.retire(successor)
@@ -396,7 +421,7 @@ class StrictSlot:
     __slots__ = ("client",)
     name = None
     last_loop = NO_LOOP
-    loops_by_thread: dict[int, LoopClient] = {}  # noqa: RUF012 - shared and always empty
+    loops_by_thread = _NO_THREADS
 
     def __init__(self) -> None:
         self.client = Pending(self)
