@@ -201,28 +201,55 @@ def test_uvloop_loops_in_several_threads_each_get_their_own_client(servers: Serv
     assert all(len(ids) == 1 for ids in clients_by_loop.values())
 
 
+async def _pools_seen() -> tuple[object, object]:
+    """acme's pool as the proxy sees it first, and as get_async_redis_db() gives it."""
+    async with tenant("acme"):
+        via_proxy = POPOTO_ASYNC_REDIS_DB.connection_pool
+        await POPOTO_ASYNC_REDIS_DB.incr("runs")
+        return via_proxy, (await get_async_redis_db()).connection_pool
+
+
+def _shut(*loops: asyncio.AbstractEventLoop) -> None:
+    for loop in loops:  # shutting down closes the loop's clients
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
 def test_a_stopped_loop_never_serves_the_next_loop_of_its_thread(servers: Servers) -> None:
     # Loops stopped without shutting down (run_until_complete, no close) keep their
     # entries; the next loop of the same thread must get its own client, on asyncio
     # and on uvloop (whose fast path trusts only a loop that is running).
     set_REDIS_DB_settings("acme", url=servers.b.url)
-
-    async def pool_seen() -> tuple[object, object]:
-        async with tenant("acme"):
-            via_proxy = POPOTO_ASYNC_REDIS_DB.connection_pool
-            await POPOTO_ASYNC_REDIS_DB.incr("runs")
-            return via_proxy, (await get_async_redis_db()).connection_pool
-
     for new_loop in (asyncio.new_event_loop, uvloop.new_event_loop):
         first, second = new_loop(), new_loop()
         try:
-            a = first.run_until_complete(pool_seen())
-            b = second.run_until_complete(pool_seen())
+            a = first.run_until_complete(_pools_seen())
+            b = second.run_until_complete(_pools_seen())
         finally:
-            for loop in (first, second):  # shutting down closes the loop's clients
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.close()
+            _shut(first, second)
         assert a[0] is a[1]
         assert b[0] is b[1]
         assert a[0] is not b[0]
     assert direct(servers.b).get("runs") == "4"
+
+
+def test_a_loop_moved_to_another_thread_never_serves_its_old_thread(servers: Servers) -> None:
+    # An asyncio loop ran here, then runs in another thread: this thread's next loop
+    # must not be handed the moved loop's client although that loop is running.
+    set_REDIS_DB_settings("acme", url=servers.b.url)
+    moved, here = asyncio.new_event_loop(), asyncio.new_event_loop()
+    a = moved.run_until_complete(_pools_seen())
+    started = threading.Event()
+    moved.call_soon(started.set)
+    runner = threading.Thread(target=moved.run_forever)
+    runner.start()
+    try:
+        assert started.wait(10)
+        b = here.run_until_complete(_pools_seen())
+    finally:
+        moved.call_soon_threadsafe(moved.stop)
+        runner.join(10)
+        _shut(moved, here)
+    assert b[0] is b[1]
+    assert b[0] is not a[0]
+    assert direct(servers.b).get("runs") == "2"

@@ -177,10 +177,13 @@ def make_async_proxy(host: ProxyHost) -> redis.asyncio.Redis:
         slot = _get()
         entry = slot.last_loop
         ident = _ident()
-        if entry.probe._thread_id == ident:
+        if entry.probe._thread_id == ident:  # an asyncio loop running in this thread
             return _getattr(entry.client, name)
-        entry = slot.loops_by_thread.get(ident, _none)
-        if entry.probe._thread_id == ident:
+        if entry.thread != ident:
+            entry = slot.loops_by_thread.get(ident, _none)
+            if entry.probe._thread_id == ident:
+                return _getattr(entry.client, name)
+        if entry.thread == ident and entry.loop.is_running():  # uvloop & co (see LoopClient)
             return _getattr(entry.client, name)
         return _slow_attr(self, name, slot.async_client)
 

@@ -81,48 +81,51 @@ class LoopClient:
     Attributes:
         loop: the event loop the client belongs to.
         client: the tenant's ``redis.asyncio.Redis`` on that loop.
-        thread: the thread that last found this loop running in it.
-        probe: answers ``_thread_id`` with the thread running ``loop`` now (anything
-            else when it does not run): the loop itself for asyncio loops, which keep
-            that attribute exactly; for other loops (uvloop) a :class:`_Probe`, which
-            trusts a running loop in the thread that last resolved it. The fast path
-            is then one comparison, ``entry.probe._thread_id == get_ident()``.
+        probe: the loop itself when it keeps ``_thread_id`` (asyncio), so the fast path
+            is one comparison, ``entry.probe._thread_id == get_ident()``; for loops
+            that do not say which thread runs them (uvloop) a stand-in that runs in no
+            thread.
+        thread: for those other loops only, the thread that last found the loop
+            running in it; the fast path trusts such a loop while it runs and was last
+            resolved in this thread. Stays -1 for asyncio loops.
     """
 
     __slots__ = ("client", "loop", "probe", "thread")
 
-    def __init__(self, loop: Any, client: Any, thread: int = 0) -> None:
+    def __init__(self, loop: Any, client: Any) -> None:
         self.loop = loop
         self.client = client
-        self.thread = thread
-        self.probe = loop if hasattr(loop, "_thread_id") else _Probe(self)
+        self.thread = -1
+        self.probe = loop if hasattr(loop, "_thread_id") else _NOWHERE
 
-
-class _Probe:
-    """``_thread_id`` for a loop that does not keep one (see :class:`LoopClient`)."""
-
-    __slots__ = ("_entry",)
-
-    def __init__(self, entry: LoopClient) -> None:
-        self._entry = entry
-
-    @property
-    def _thread_id(self) -> int | None:
-        entry = self._entry
-        return entry.thread if entry.loop.is_running() else None
+    def seen_in(self, thread: int) -> None:
+        """Note that ``thread`` found the loop running (what loops without
+        ``_thread_id`` are trusted on)."""
+        if self.probe is _NOWHERE:
+            self.thread = thread
 
 
 class _NoLoop:
-    """Stands in for a loop in :data:`NO_LOOP`: it runs in no thread."""
+    """Stands in for a loop in :data:`NO_LOOP`: it runs in no thread.
 
-    _thread_id = None
+    ``_thread_id`` is an int that no thread has, held in a slot: the fast path
+    compares it with ``get_ident()`` on every access to a uvloop client, and an
+    int-to-int comparison of a slot is the cheapest such test.
+    """
+
+    __slots__ = ("_thread_id",)
+
+    def __init__(self) -> None:
+        self._thread_id = -1
 
     def is_running(self) -> bool:
         return False
 
 
+_NOWHERE = _NoLoop()
+
 #: What the fast path finds before any loop was seen: always "take the slow path".
-NO_LOOP = LoopClient(_NoLoop(), None, thread=-1)
+NO_LOOP = LoopClient(_NOWHERE, None)
 #: The ``loops_by_thread`` of a tenant never used async: shared, so never written (a
 #: tenant gets its own dict on first async use).
 _NO_THREADS: dict[int, LoopClient] = {}
@@ -313,7 +316,7 @@ class Tenant:
                     entry = LoopClient(loop, made)
                     loops.add(loop, entry)
                 break
-        entry.thread = ident
+        entry.seen_in(ident)
         if self.loops_by_thread is _NO_THREADS:
             self.loops_by_thread = {}
         self.loops_by_thread[ident] = entry
