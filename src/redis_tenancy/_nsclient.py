@@ -22,45 +22,36 @@ import redis
 import redis.client
 from redis.exceptions import NoScriptError
 
-from ._errors import NamespaceError
-from ._namespace import FAST_ONE_KEY, Emulate, KeyOutside, Lookup, Namespace, Plan, Send
+from ._namespace import FAST_ONE_KEY, Emulate, KeyOutside, Namespace, Plan, Send
 from ._nsdriver import (
     FIX_OPTION,
+    NO_SCRIPT,
     RAW,
-    check_no_client_cache,
-    clone_state,
-    derived_callbacks,
+    NamespacedClientParts,
+    NamespacedPubSubParts,
     emulation_error,
     emulation_result,
-    learn,
-    learned_for,
-    namespace_state,
-    refuse_in_pipeline,
+    planning,
+    pubsub_args,
+    resolve_pending,
+    send_args,
 )
-from ._nslua import wrapped_sha
 from ._nsreplies import unprefix_message
 
-__all__ = ["NamespacedPipeline", "NamespacedPubSub", "NamespacedRedis"]
+__all__ = ["NamespacedPipeline", "NamespacedPubSub", "NamespacedRedis", "plan_for"]
 
 #: The base class's command path, called after rewriting (typed loosely: redis-py's is not).
 _execute: Callable[..., Any] = redis.Redis.execute_command
-_NO_SCRIPT = "No matching script. Please use EVAL."
-_PENDING_OPTION = "_redis_tenancy_namespace_pending_sha"
 
 
-def _as_namespace(namespace: Namespace | str | bytes) -> Namespace:
-    return namespace if isinstance(namespace, Namespace) else Namespace(namespace)
-
-
-def _plan(namespace: Namespace, pool: Any, args: tuple[Any, ...]) -> Plan:
-    """Plan ``args``; a command missing from the table is looked up once per server."""
-    plan = namespace.plan(args)
-    if isinstance(plan, Lookup):
-        learned = learned_for(pool)
-        if plan.name not in learned:
-            learn(learned, plan.name, _command_info(pool, plan.name))
-        plan = namespace.plan(args, learned)
-    return plan
+def plan_for(namespace: Namespace, pool: Any, args: tuple[Any, ...]) -> Plan:
+    """Plan ``args`` (see :func:`planning`), running its lookup if it needs one."""
+    steps = planning(namespace, pool, args)
+    try:
+        steps.send(_command_info(pool, next(steps)))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    raise AssertionError("planning looks one command up at most")
 
 
 def _command_info(pool: Any, name: str) -> Any:
@@ -74,7 +65,7 @@ def _command_info(pool: Any, name: str) -> Any:
         pool.release(conn)
 
 
-class NamespacedRedis(redis.Redis):
+class NamespacedRedis(NamespacedClientParts, redis.Redis):
     """A ``redis.Redis`` confined to one namespace: the caller writes ``user:1``, the
     server stores ``acme:user:1``, and replies say ``user:1`` again.
 
@@ -92,38 +83,6 @@ class NamespacedRedis(redis.Redis):
         acme.set("user:1", "x")      # the server stores acme:user:1
         acme.keys("*")               # [b'user:1']
     """
-
-    namespace: Namespace
-    _ns_str: str
-    _ns_bytes: bytes
-
-    def __init__(self, *args: Any, namespace: Namespace | str | bytes, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        check_no_client_cache(self.connection_pool)
-        self.__dict__.update(namespace_state(_as_namespace(namespace)))
-        self.response_callbacks = derived_callbacks(self.response_callbacks)
-
-    @classmethod
-    def wrap(
-        cls,
-        client: redis.Redis,
-        namespace: Namespace | str | bytes,
-        *,
-        connection_pool: Any = None,
-    ) -> NamespacedRedis:
-        """A namespaced client over ``client``'s connection pool, for one tenant.
-
-        Cheap (a few microseconds, a few hundred bytes): it shares ``client``'s pool
-        (or ``connection_pool``, any object with the public ConnectionPool methods) and
-        a callbacks dict derived once per base client. Closing it never closes the
-        shared pool.
-        """
-        obj = cls.__new__(cls)
-        obj.__dict__.update(clone_state(client, _as_namespace(namespace), connection_pool))
-        return obj
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.namespace.prefix!r} ({self.connection_pool!r})>"
 
     # -- commands --------------------------------------------------------------------
 
@@ -161,12 +120,12 @@ class NamespacedRedis(redis.Redis):
         return self._slow(args, options)
 
     def _slow(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
-        plan = _plan(self.namespace, self.connection_pool, args)
+        plan = plan_for(self.namespace, self.connection_pool, args)
         if isinstance(plan, Emulate):
             return self._emulate(plan, options)
         assert isinstance(plan, Send)
         if plan.pending_sha is not None:
-            raise NoScriptError(_NO_SCRIPT)
+            raise NoScriptError(NO_SCRIPT)
         if plan.fix is not None:
             options[FIX_OPTION] = plan.fix
         return _execute(self, *plan.args, **options)
@@ -182,28 +141,6 @@ class NamespacedRedis(redis.Redis):
         except KeyOutside:
             raise emulation_error(plan) from None
         return emulation_result(self.response_callbacks, plan, result, options)
-
-    # -- the objects built on the client -----------------------------------------------
-
-    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> NamespacedPipeline:
-        return NamespacedPipeline(
-            self.connection_pool, self.response_callbacks, transaction, shard_hint, self.namespace
-        )
-
-    def pubsub(self, **kwargs: Any) -> NamespacedPubSub:
-        return NamespacedPubSub(self.connection_pool, namespace=self.namespace, **kwargs)
-
-    def client(self) -> NamespacedRedis:
-        return type(self)(
-            connection_pool=self.connection_pool,
-            single_connection_client=True,
-            namespace=self.namespace,
-        )
-
-    def monitor(self) -> redis.client.Monitor:
-        raise NamespaceError(
-            "MONITOR", "streams the commands of every client (other tenants' included)"
-        )
 
 
 class NamespacedPipeline(redis.client.Pipeline):
@@ -232,17 +169,9 @@ class NamespacedPipeline(redis.client.Pipeline):
         fast = self.namespace.fast(args)
         if fast is not None:
             return fast
-        plan = _plan(self.namespace, self.connection_pool, args)
-        if isinstance(plan, Emulate):
-            raise refuse_in_pipeline(plan)
-        assert isinstance(plan, Send)
-        if plan.pending_sha is not None:
-            if not queued:
-                raise NoScriptError(_NO_SCRIPT)
-            options[_PENDING_OPTION] = plan.pending_sha
-        if plan.fix is not None:
-            options[FIX_OPTION] = plan.fix
-        return plan.args
+        return send_args(
+            plan_for(self.namespace, self.connection_pool, args), options, queued=queued
+        )
 
     def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
         args = self._rewrite(args, options, queued=False)
@@ -253,29 +182,18 @@ class NamespacedPipeline(redis.client.Pipeline):
         super().pipeline_execute_command(*args, **options)
         return self
 
-    def _resolve_pending(self, *, final: bool) -> None:
-        for i, (args, options) in enumerate(self.command_stack):
-            caller = options.get(_PENDING_OPTION)
-            if caller is None:
-                continue
-            mapped = wrapped_sha(caller)
-            if mapped is not None or final:
-                options.pop(_PENDING_OPTION)
-            if mapped is not None:
-                self.command_stack[i] = ((args[0], mapped, *args[2:]), options)
-
     def load_scripts(self) -> None:
         super().load_scripts()  # type: ignore[no-untyped-call]
-        self._resolve_pending(final=True)
+        resolve_pending(self.command_stack, final=True)
 
     def execute(self, raise_on_error: bool = True) -> list[Any]:
         # Without scripts to load, nothing can resolve a pending SHA later: it stays
         # the no-script SHA and the server answers NOSCRIPT for that command.
-        self._resolve_pending(final=not self.scripts)
+        resolve_pending(self.command_stack, final=not self.scripts)
         return super().execute(raise_on_error)
 
 
-class NamespacedPubSub(redis.client.PubSub):
+class NamespacedPubSub(NamespacedPubSubParts, redis.client.PubSub):
     """Pub/sub in a namespace: channels prefixed, patterns escaped, messages un-prefixed.
 
     Channel and pattern names in messages (and in the handler dicts) are the caller's
@@ -283,30 +201,13 @@ class NamespacedPubSub(redis.client.PubSub):
     their payloads carry other tenants' key names.
     """
 
-    def __init__(
-        self,
-        connection_pool: Any,
-        *,
-        namespace: Namespace,
-        push_handler_func: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        self.namespace = namespace
-        handler = push_handler_func
-        if push_handler_func is not None:
-            user_handler = push_handler_func
-
-            def handler(message: Any) -> Any:
-                return user_handler(unprefix_message(namespace, message))
-
-        super().__init__(connection_pool, push_handler_func=handler, **kwargs)
-
     def execute_command(self, *args: Any) -> Any:
-        plan = self.namespace.plan(args, None, pubsub=True)
-        if not isinstance(plan, Send):
-            raise NamespaceError(str(args[0]).upper(), "not a pub/sub command")
-        return super().execute_command(*plan.args)  # type: ignore[no-untyped-call]
+        return super().execute_command(*pubsub_args(self.namespace, args))  # type: ignore[no-untyped-call]
 
     def handle_message(self, response: Any, ignore_subscribe_messages: bool = False) -> Any:
         message = unprefix_message(self.namespace, response)
         return super().handle_message(message, ignore_subscribe_messages)  # type: ignore[no-untyped-call]
+
+
+NamespacedRedis._pipeline_class = NamespacedPipeline
+NamespacedRedis._pubsub_class = NamespacedPubSub

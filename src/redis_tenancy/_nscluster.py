@@ -24,12 +24,12 @@ from redis.exceptions import NoScriptError
 
 from ._errors import NamespaceError
 from ._namespace import Emulate, KeyOutside, Lookup, Namespace, Plan, Send
-from ._nsdriver import learn, learned_for, refuse_in_pipeline
+from ._nsclient import plan_for
+from ._nsdriver import NO_SCRIPT, as_namespace, refuse_in_pipeline
 
 __all__ = ["NamespacedClusterPipeline", "NamespacedRedisCluster", "hash_tag"]
 
 _execute: Callable[..., Any] = redis.cluster.RedisCluster.execute_command
-_NO_SCRIPT = "No matching script. Please use EVAL."
 
 
 def hash_tag(prefix: str) -> str | None:
@@ -41,10 +41,6 @@ def hash_tag(prefix: str) -> str | None:
     if end <= start + 1:
         return None
     return prefix[start + 1 : end]
-
-
-def _as_namespace(namespace: Namespace | str | bytes) -> Namespace:
-    return namespace if isinstance(namespace, Namespace) else Namespace(namespace)
 
 
 def _fixed(command: str, fix: Callable[[Any], Any] | None, result: Any) -> Any:
@@ -72,7 +68,7 @@ class NamespacedRedisCluster(redis.cluster.RedisCluster):
 
     def __init__(self, *args: Any, namespace: Namespace | str | bytes, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.namespace = _as_namespace(namespace)
+        self.namespace = as_namespace(namespace)
         self._ns_owns_nodes = True
 
     @classmethod
@@ -83,7 +79,7 @@ class NamespacedRedisCluster(redis.cluster.RedisCluster):
         (or dropping it) never closes them."""
         obj = cls.__new__(cls)
         obj.__dict__.update(vars(client))
-        obj.namespace = _as_namespace(namespace)
+        obj.namespace = as_namespace(namespace)
         obj._ns_owns_nodes = False
         return obj
 
@@ -99,16 +95,7 @@ class NamespacedRedisCluster(redis.cluster.RedisCluster):
         if not isinstance(plan, Lookup):
             return plan
         node = self.get_default_node()  # type: ignore[no-untyped-call]
-        pool = self.get_redis_connection(node).connection_pool
-        learned = learned_for(pool)
-        if plan.name not in learned:
-            conn = pool.get_connection()
-            try:
-                conn.send_command("COMMAND", "INFO", plan.name)  # type: ignore[no-untyped-call]
-                learn(learned, plan.name, conn.read_response())
-            finally:
-                pool.release(conn)
-        return self.namespace.plan(args, learned)
+        return plan_for(self.namespace, self.get_redis_connection(node).connection_pool, args)
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         fast = self.namespace.fast(args)
@@ -119,7 +106,7 @@ class NamespacedRedisCluster(redis.cluster.RedisCluster):
             return self._emulate(plan)
         assert isinstance(plan, Send)
         if plan.pending_sha is not None:
-            raise NoScriptError(_NO_SCRIPT)
+            raise NoScriptError(NO_SCRIPT)
         return _fixed(str(args[0]), plan.fix, _execute(self, *plan.args, **kwargs))
 
     def _emulate(self, plan: Emulate) -> Any:
@@ -198,7 +185,7 @@ class NamespacedClusterPipeline(redis.cluster.ClusterPipeline):
             raise refuse_in_pipeline(plan)
         assert isinstance(plan, Send)
         if plan.pending_sha is not None:
-            raise NoScriptError(_NO_SCRIPT)
+            raise NoScriptError(NO_SCRIPT)
         queued = len(self)
         result = super().execute_command(*plan.args, **kwargs)  # type: ignore[no-untyped-call]
         if len(self) > queued:

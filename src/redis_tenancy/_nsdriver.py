@@ -21,20 +21,35 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Hashable, MutableMapping
-from typing import Any, Final
+from collections.abc import Callable, Generator, Hashable, MutableMapping
+from typing import Any, ClassVar, Final, TypeVar
 
 from redis.client import CaseInsensitiveDict
+from redis.exceptions import NoScriptError
 
 from ._errors import NamespaceError, TenantConfigError
 from ._keyfinder import CommandSpec, parse_command_info
 from ._keyspecs import COMMANDS
-from ._namespace import Emulate, KeyOutside, Namespace, spec_from_command_info
+from ._namespace import (
+    Emulate,
+    KeyOutside,
+    Lookup,
+    Namespace,
+    Plan,
+    Send,
+    spec_from_command_info,
+)
+from ._nslua import wrapped_sha
+from ._nsreplies import unprefix_message
 
 __all__ = [
     "FIX_OPTION",
+    "NO_SCRIPT",
     "RAW",
     "NamespacedCallbacks",
+    "NamespacedClientParts",
+    "NamespacedPubSubParts",
+    "as_namespace",
     "check_no_client_cache",
     "clone_state",
     "derived_callbacks",
@@ -42,11 +57,40 @@ __all__ = [
     "learn",
     "learned_for",
     "namespace_state",
+    "planning",
+    "pubsub_args",
+    "pubsub_handler",
     "refuse_in_pipeline",
+    "resolve_pending",
+    "send_args",
 ]
 
 #: The execute-command option that carries a reply fix to the wrapped callback.
 FIX_OPTION: Final = "_redis_tenancy_namespace_fix"
+#: The queued-command option that carries the caller's SHA of a script not loaded yet.
+PENDING_OPTION: Final = "_redis_tenancy_namespace_pending_sha"
+#: The server's own words for a missing script, for a SHA this process never loaded.
+NO_SCRIPT: Final = "No matching script. Please use EVAL."
+
+
+def as_namespace(namespace: Namespace | str | bytes) -> Namespace:
+    return namespace if isinstance(namespace, Namespace) else Namespace(namespace)
+
+
+def planning(namespace: Namespace, pool: Any, args: tuple[Any, ...]) -> Generator[str, Any, Plan]:
+    """Plan ``args``; a command missing from the table is looked up once per server.
+
+    A generator, so the sync and async clients share it: it yields the name of a
+    command whose ``COMMAND INFO`` reply it needs (the driver runs it on a pooled
+    connection and sends the reply back) and returns the plan.
+    """
+    plan = namespace.plan(args)
+    if isinstance(plan, Lookup):
+        learned = learned_for(pool)
+        if plan.name not in learned:
+            learn(learned, plan.name, (yield plan.name))
+        plan = namespace.plan(args, learned)
+    return plan
 
 
 def RAW(raw: Any) -> Any:
@@ -200,6 +244,61 @@ def refuse_in_pipeline(plan: Emulate) -> NamespaceError:
     )
 
 
+def send_args(plan: Plan, options: dict[str, Any], *, queued: bool) -> tuple[Any, ...]:
+    """The arguments a pipeline sends for ``plan`` (options updated in place).
+
+    An EVALSHA of a SHA this process has not loaded yet is resolved after the pipeline
+    loads its scripts (:func:`resolve_pending`) when queued, refused when run at once.
+    """
+    if isinstance(plan, Emulate):
+        raise refuse_in_pipeline(plan)
+    assert isinstance(plan, Send)
+    if plan.pending_sha is not None:
+        if not queued:
+            raise NoScriptError(NO_SCRIPT)
+        options[PENDING_OPTION] = plan.pending_sha
+    if plan.fix is not None:
+        options[FIX_OPTION] = plan.fix
+    return plan.args
+
+
+def resolve_pending(stack: list[Any], *, final: bool) -> None:
+    """Give queued EVALSHAs of scripts loaded since they were queued their wrapped SHA;
+    with ``final``, drop the marks of those still unknown (the server will say
+    NOSCRIPT)."""
+    for i, (args, options) in enumerate(stack):
+        caller = options.get(PENDING_OPTION)
+        if caller is None:
+            continue
+        mapped = wrapped_sha(caller)
+        if mapped is not None or final:
+            options.pop(PENDING_OPTION)
+        if mapped is not None:
+            stack[i] = ((args[0], mapped, *args[2:]), options)
+
+
+# -- pub/sub -------------------------------------------------------------------------------
+
+
+def pubsub_handler(namespace: Namespace, push_handler_func: Any) -> Any:
+    """The user's push handler, called with the message's names un-prefixed."""
+    if push_handler_func is None:
+        return None
+
+    def handler(message: Any) -> Any:
+        return push_handler_func(unprefix_message(namespace, message))
+
+    return handler
+
+
+def pubsub_args(namespace: Namespace, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A pub/sub command's arguments in the namespace (anything else is refused)."""
+    plan = namespace.plan(args, None, pubsub=True)
+    if not isinstance(plan, Send):
+        raise NamespaceError(str(args[0]).upper(), "not a pub/sub command")
+    return plan.args
+
+
 # -- wrapping a shared client ----------------------------------------------------------------
 
 
@@ -240,3 +339,93 @@ def namespace_state(namespace: Namespace) -> dict[str, Any]:
         "_ns_str": namespace.prefix,
         "_ns_bytes": namespace.prefix_bytes,
     }
+
+
+# -- the client classes' shared half -------------------------------------------------------
+
+
+_Client = TypeVar("_Client", bound="NamespacedClientParts")
+
+
+class NamespacedClientParts:
+    """What ``NamespacedRedis`` and ``AsyncNamespacedRedis`` share beyond their command
+    paths: construction, :meth:`wrap`, and the objects built on the client. Mixed in
+    before the redis-py class; each names its pipeline and pub/sub classes."""
+
+    namespace: Namespace
+    _ns_str: str
+    _ns_bytes: bytes
+    connection_pool: Any
+    response_callbacks: Any
+    _pipeline_class: ClassVar[Callable[..., Any]]
+    _pubsub_class: ClassVar[Callable[..., Any]]
+    #: Attributes :meth:`wrap` sets on top of the base client's state.
+    _wrapped_state: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, *args: Any, namespace: Namespace | str | bytes, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        check_no_client_cache(self.connection_pool)
+        self.__dict__.update(namespace_state(as_namespace(namespace)))
+        self.response_callbacks = derived_callbacks(self.response_callbacks)
+
+    @classmethod
+    def wrap(
+        cls: type[_Client],
+        client: Any,
+        namespace: Namespace | str | bytes,
+        *,
+        connection_pool: Any = None,
+    ) -> _Client:
+        """A namespaced client over ``client``'s connection pool, for one tenant.
+
+        Cheap (a few microseconds, a few hundred bytes): it shares ``client``'s pool
+        (or ``connection_pool``, any object with the public ConnectionPool methods) and
+        a callbacks dict derived once per base client. Closing it never closes the
+        shared pool.
+        """
+        obj = cls.__new__(cls)
+        obj.__dict__.update(clone_state(client, as_namespace(namespace), connection_pool))
+        obj.__dict__.update(cls._wrapped_state)
+        return obj
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.namespace.prefix!r} ({self.connection_pool!r})>"
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        return self._pipeline_class(
+            self.connection_pool, self.response_callbacks, transaction, shard_hint, self.namespace
+        )
+
+    def pubsub(self, **kwargs: Any) -> Any:
+        return self._pubsub_class(self.connection_pool, namespace=self.namespace, **kwargs)
+
+    def client(self) -> Any:
+        return type(self)(
+            connection_pool=self.connection_pool,
+            single_connection_client=True,
+            namespace=self.namespace,
+        )
+
+    def monitor(self) -> Any:
+        raise NamespaceError(
+            "MONITOR", "streams the commands of every client (other tenants' included)"
+        )
+
+
+class NamespacedPubSubParts:
+    """The construction both namespaced ``PubSub`` classes share (mixed in before the
+    redis-py class): the namespace, and the user's push handler seeing logical names."""
+
+    namespace: Namespace
+
+    def __init__(
+        self,
+        connection_pool: Any,
+        *,
+        namespace: Namespace,
+        push_handler_func: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        self.namespace = namespace
+        handler = pubsub_handler(namespace, push_handler_func)
+        super().__init__(connection_pool, push_handler_func=handler, **kwargs)  # type: ignore[call-arg]
