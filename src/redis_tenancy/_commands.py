@@ -108,16 +108,21 @@ def _summary(probes: Sequence[Probe]) -> str:
     return f"{len(probes)} {noun}: {len(probes) - failed} ok, {failed} failed"
 
 
+def _probe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of the commands that PING tenants (check, status)."""
+    parser.add_argument("tenants", nargs="*", metavar="TENANT", help="only these tenants")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--concurrency", type=positive_int, default=32, help="tenants checked at once (32)"
+    )
+
+
 class Check:
     name = "check"
     help = "connect to every tenant and PING it, in parallel (exit 1 if any fails)"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("tenants", nargs="*", metavar="TENANT", help="only these tenants")
-        parser.add_argument("--json", action="store_true", help="print JSON")
-        parser.add_argument(
-            "--concurrency", type=positive_int, default=32, help="tenants checked at once (32)"
-        )
+        _probe_arguments(parser)
 
     def run(self, args: argparse.Namespace, console: Console) -> int:
         with load_fleet(args.config, timeout=args.timeout) as fleet:
@@ -150,11 +155,7 @@ class Status:
     help = "PING every tenant, then show each endpoint's circuit (failover state)"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("tenants", nargs="*", metavar="TENANT", help="only these tenants")
-        parser.add_argument("--json", action="store_true", help="print JSON")
-        parser.add_argument(
-            "--concurrency", type=positive_int, default=32, help="tenants checked at once (32)"
-        )
+        _probe_arguments(parser)
 
     def run(self, args: argparse.Namespace, console: Console) -> int:
         with load_fleet(args.config, timeout=args.timeout) as fleet:
