@@ -71,6 +71,31 @@ def test_bulk_registration_replaces_live_tenants(router: Router, servers: Server
     assert direct(servers.c).exists("after") == 1
 
 
+def test_bulk_and_mapping_registration_keep_failover_endpoints(
+    router: Router, servers: Servers
+) -> None:
+    # Re-registering a tenant keeps the failover endpoints added to it (as register()
+    # does), whether it is still pending or live; new names get none.
+    backup = f"redis://{servers.c.address}/0"
+    router.register("pending", url=servers.b.url, failover_urls=[backup])
+    router.register("live", url=servers.b.url)
+    router.add_failover("live", backup)
+    with router.tenant("live"):
+        router.redis.set("k", "v")
+    assert router.stats().live_tenants == 2, "main and live; pending stays pending"
+    for register in (
+        lambda: router.register_bulk(["pending", "live", "new"], url=servers.b.url),
+        lambda: router.register_many(
+            {n: {"url": servers.b.url} for n in ("pending", "live", "new")}
+        ),
+    ):
+        register()
+        shown = {n: router.settings(n).topology.failover_shown for n in ("pending", "live", "new")}
+        assert shown == {"pending": backup, "live": backup, "new": ""}
+        router.remove("new")
+        assert router.stats().live_tenants == 2
+
+
 def test_removing_a_tenant_that_was_never_used(router: Router, servers: Servers) -> None:
     router.register_bulk(["a", "b"], url=servers.b.url)
     router.remove("a")

@@ -179,14 +179,18 @@ class Registry:
             for name in names:
                 settings.check_tenant(name)
         with self.lock:
-            kept = {name: self._keeping(name, settings) for name in names}
-            clash = [n for n in names if n in self.live]
+            live, pending = self.live, self.pending
+            # Only names registered already can have failover endpoints to keep.
+            known = [n for n in names if n in pending or n in live]
+            kept = {name: self._keeping(name, settings) for name in known}
+            clash = [n for n in known if n in live]
             fresh = dict.fromkeys(names, settings)
             for name in clash:
                 del fresh[name]
-            for name in fresh:
-                fresh[name] = kept[name]
-            self.pending.update(fresh)
+            for name, own in kept.items():
+                if name in fresh:
+                    fresh[name] = own
+            pending.update(fresh)
             if self._negative:
                 for name in names:
                     self._negative.pop(name, None)
