@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -39,6 +39,7 @@ __all__ = [
     "RtFact",
     "RtPublisher",
     "RtSubscriber",
+    "async_queries",
     "evals",
     "installed",
     "interleaved_workload",
@@ -230,3 +231,28 @@ def workload_keys(name: str, rounds: int = 10) -> set[str]:
     """The record keys :func:`interleaved_workload` writes for tenant ``name``."""
     facts = {f"RtFact:{name}t{i}" for i in range(rounds)}
     return facts | {f"RtCustomer:{name}a{i}" for i in range(rounds)}
+
+
+async def async_queries(
+    name: str, n: int, check: Callable[[str, Any], Awaitable[None]] | None = None
+) -> list[str]:
+    """Create ``n`` customers as tenant ``name`` (yielding to other tasks between them),
+    query them back every async way, and return their names; ``check(name, client)``
+    adds assertions on the tenant's async client."""
+    async with tenant(name):
+        for i in range(n):
+            await RtCustomer.async_create(name=f"{name}{i}", tier=name)
+            await asyncio.sleep(0)  # interleave with the other tenant's task
+        got = await RtCustomer.query.async_get(name=f"{name}0")
+        assert got is not None
+        assert got.tier == name
+        assert await RtCustomer.query.async_count() == n
+        filtered = await RtCustomer.query.async_filter(tier=name)
+        everything = await RtCustomer.query.async_all()  # an async pipeline of HGETALLs
+        assert {c.name for c in filtered} == {c.name for c in everything}
+        client = await popoto_redis_db.get_async_redis_db()
+        assert isinstance(client, popoto_redis_db.GuardedAsyncRedis)
+        assert await client.exists(f"RtCustomer:{name}0") == 1
+        if check is not None:
+            await check(name, client)
+        return sorted(c.name for c in everything)

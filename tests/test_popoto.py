@@ -43,6 +43,7 @@ from .popoto_models import (
     RtFact,
     RtPublisher,
     RtSubscriber,
+    async_queries,
     evals,
     interleaved_workload,
     lua_roundtrip,
@@ -319,24 +320,7 @@ def test_models_create_get_filter_delete_stay_on_their_tenant(
 async def test_async_queries_follow_the_active_task_tenant(
     servers: Servers, places: dict[str, Place]
 ) -> None:
-    async def work(name: str, n: int) -> list[str]:
-        async with tenant(name):
-            for i in range(n):
-                await RtCustomer.async_create(name=f"{name}{i}", tier=name)
-                await asyncio.sleep(0)  # interleave with the other tenant's task
-            got = await RtCustomer.query.async_get(name=f"{name}0")
-            assert got is not None
-            assert got.tier == name
-            assert await RtCustomer.query.async_count() == n
-            filtered = await RtCustomer.query.async_filter(tier=name)
-            everything = await RtCustomer.query.async_all()
-            assert {c.name for c in filtered} == {c.name for c in everything}
-            client = await popoto_redis_db.get_async_redis_db()
-            assert isinstance(client, popoto_redis_db.GuardedAsyncRedis)
-            assert await client.exists(f"RtCustomer:{name}0") == 1
-            return sorted(c.name for c in everything)
-
-    acme, globex = await asyncio.gather(work("acme", 6), work("globex", 4))
+    acme, globex = await asyncio.gather(async_queries("acme", 6), async_queries("globex", 4))
     assert acme == sorted(f"acme{i}" for i in range(6))
     assert globex == sorted(f"globex{i}" for i in range(4))
     assert_isolated(servers, places)

@@ -15,28 +15,16 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import popoto
 import popoto.redis_db as popoto_redis_db
 import pytest
 import redis
-from popoto.fields.existence_filter import ExistenceFilter
-from popoto.fields.validity_field import ValidityField
 
 import redis_tenancy.popoto as rt_popoto
 from redis_tenancy import set_REDIS_DB_settings, tenant, tenant_status
 from redis_tenancy._embedded import RedisServer
 
 from .conftest import direct, wait_until
-
-
-class RtLua(popoto.Model):
-    name = popoto.UniqueKeyField()
-    topic = popoto.Field(type=str, default="misc")
-    tags = popoto.TagField()
-    importance = popoto.FloatField(default=1.0)
-    relevance = popoto.DecayingSortedField(base_score_field="importance")
-    validity = ValidityField()
-    bloom = ExistenceFilter(error_rate=0.01, capacity=1000, fingerprint_fn=lambda f: f.topic)
+from .popoto_models import RtFact
 
 
 @pytest.fixture
@@ -78,10 +66,10 @@ def test_pipeline_in_flight_on_a_paused_primary_recovers_on_the_backup(
         socket_connect_timeout=0.5,
     )
     with tenant("ft"):
-        RtLua.create(name="warm", topic="t0", tags=["x"])  # scripts now on the primary
+        RtFact.create(name="warm", topic="t0", tags=["x"])  # scripts now on the primary
         pipe = popoto_redis_db.get_REDIS_DB().pipeline()
         # Queued for the primary, which has every script: plain EVALSHA commands.
-        RtLua.create(name="inflight", topic="t1", tags=["x"], pipeline=pipe)
+        RtFact.create(name="inflight", topic="t1", tags=["x"], pipeline=pipe)
         assert scripts_on(backup) == 0
         primary.signal(signal.SIGSTOP)
         try:
@@ -92,7 +80,7 @@ def test_pipeline_in_flight_on_a_paused_primary_recovers_on_the_backup(
         assert not any(isinstance(r, Exception) for r in results)
         assert tenant_status("ft").active == shown(backup)
     with direct(backup) as client:
-        assert client.exists("RtLua:inflight")
+        assert client.exists("RtFact:inflight")
         assert client.info("commandstats")["cmdstat_eval"]["calls"] >= 1  # recovered
     registry = rt_popoto._installation.scripts  # type: ignore[union-attr]
     assert not any(registry.loaded(shown(primary), sha) for sha in registry.shas())
@@ -120,10 +108,10 @@ def test_killed_primary_under_lua_traffic_no_noscript_reaches_the_caller(
         start = time.monotonic()
         try:
             pipe = popoto_redis_db.get_REDIS_DB().pipeline()
-            RtLua.create(name=name, topic=f"topic{n % 5}", tags=[f"tag{n % 3}"], pipeline=pipe)
+            RtFact.create(name=name, topic=f"topic{n % 5}", tags=[f"tag{n % 3}"], pipeline=pipe)
             pipe.execute()
-            RtLua.bloom.might_exist(RtLua, f"topic{n % 5}")
-            RtLua.query.filter(tags__contains=f"tag{n % 3}")
+            RtFact.bloom.might_exist(RtFact, f"topic{n % 5}")
+            RtFact.query.filter(tags__contains=f"tag{n % 3}")
             done.append((start, name))
         except Exception as exc:
             errors.append((start, exc))
@@ -140,7 +128,7 @@ def test_killed_primary_under_lua_traffic_no_noscript_reaches_the_caller(
         while not stop.is_set():
             start = time.monotonic()
             try:
-                await RtLua.async_create(name=f"a{w}n{i}", topic=f"topic{i % 5}", tags=["async"])
+                await RtFact.async_create(name=f"a{w}n{i}", topic=f"topic{i % 5}", tags=["async"])
                 done.append((start, f"a{w}n{i}"))
             except Exception as exc:
                 errors.append((start, exc))
@@ -175,7 +163,7 @@ def test_killed_primary_under_lua_traffic_no_noscript_reaches_the_caller(
     with direct(backup) as client:
         pipe = client.pipeline(transaction=False)
         for name in after:
-            pipe.exists(f"RtLua:{name}")
+            pipe.exists(f"RtFact:{name}")
         assert all(pipe.execute())
     assert tenant_status("fk").failovers == 1
     assert scripts_on(backup) >= 3
@@ -191,12 +179,12 @@ def test_failover_forgets_the_scripts_of_both_endpoints(
     registry: Any = rt_popoto._installation.scripts  # type: ignore[union-attr]
     registry.mark(shown(backup), "stale-sha")  # e.g. from before the backup restarted
     with tenant("ff"):
-        RtLua.create(name="warm", topic="t", tags=["x"], pipeline=None)
+        RtFact.create(name="warm", topic="t", tags=["x"], pipeline=None)
         pipe = popoto_redis_db.get_REDIS_DB().pipeline()
-        RtLua.create(name="p", topic="t", tags=["x"], pipeline=pipe)
+        RtFact.create(name="p", topic="t", tags=["x"], pipeline=pipe)
         pipe.execute()
         assert set(registry.endpoints()) == {shown(backup), shown(primary)}
         primary.kill()
-        RtLua.create(name="after", topic="t", tags=["x"])  # fails over to the backup
+        RtFact.create(name="after", topic="t", tags=["x"])  # fails over to the backup
     assert shown(primary) not in registry.endpoints()
     assert not registry.loaded(shown(backup), "stale-sha")

@@ -33,6 +33,7 @@ from .popoto_models import (
     RtFact,
     RtPublisher,
     RtSubscriber,
+    async_queries,
     evals,
     interleaved_workload,
     lua_roundtrip,
@@ -139,33 +140,20 @@ def test_namespaced_proxy_repr_names_the_namespace_and_hides_the_password(
 async def test_namespaced_async_queries_and_pipelines_follow_the_task_tenant(
     servers: Servers, shared: dict[str, Place]
 ) -> None:
-    async def work(name: str, n: int) -> list[str]:
-        async with tenant(name):
-            for i in range(n):
-                await RtCustomer.async_create(name=f"{name}{i}", tier=name)
-                await asyncio.sleep(0)  # interleave with the other tenant's task
-            got = await RtCustomer.query.async_get(name=f"{name}0")
-            assert got is not None
-            assert got.tier == name
-            assert await RtCustomer.query.async_count() == n
-            filtered = await RtCustomer.query.async_filter(tier=name)
-            everything = await RtCustomer.query.async_all()  # an async pipeline of HGETALLs
-            assert {c.name for c in filtered} == {c.name for c in everything}
-            client = await popoto_redis_db.get_async_redis_db()
-            assert isinstance(client, popoto_redis_db.GuardedAsyncRedis)
-            assert isinstance(client, AsyncNamespacedRedis)
-            assert await client.exists(f"RtCustomer:{name}0") == 1
-            pipe = client.pipeline()
-            assert isinstance(pipe, popoto_redis_db.GuardedAsyncPipeline)
-            assert isinstance(pipe, AsyncNamespacedPipeline)
-            pipe.hget(f"RtCustomer:{name}0", "tier")
-            pipe.exists("RtCustomer:acme0", "RtCustomer:globex0")
-            tier, both = await pipe.execute()
-            assert tier is not None
-            assert both == 1, "the other tenant's record is not in this namespace"
-            return sorted(c.name for c in everything)
+    async def in_namespace(name: str, client: Any) -> None:
+        assert isinstance(client, AsyncNamespacedRedis)
+        pipe = client.pipeline()
+        assert isinstance(pipe, popoto_redis_db.GuardedAsyncPipeline)
+        assert isinstance(pipe, AsyncNamespacedPipeline)
+        pipe.hget(f"RtCustomer:{name}0", "tier")
+        pipe.exists("RtCustomer:acme0", "RtCustomer:globex0")
+        tier, both = await pipe.execute()
+        assert tier is not None
+        assert both == 1, "the other tenant's record is not in this namespace"
 
-    acme, globex = await asyncio.gather(work("acme", 6), work("globex", 4))
+    acme, globex = await asyncio.gather(
+        async_queries("acme", 6, in_namespace), async_queries("globex", 4, in_namespace)
+    )
     assert acme == sorted(f"acme{i}" for i in range(6))
     assert globex == sorted(f"globex{i}" for i in range(4))
     assert_confined(servers, shared)
