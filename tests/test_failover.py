@@ -169,8 +169,16 @@ def test_paused_primary_costs_one_timeout_then_nobody_waits(
     pair: tuple[RedisServer, RedisServer],
 ) -> None:
     primary, backup = pair
+    # A longer timeout than FAST's: "nobody waits" is told apart from "met the paused
+    # server" by a call's duration, and a busy machine must not blur the two.
+    timeout = 2.0
     set_REDIS_DB_settings(
-        "fs", url=primary.url, failover_urls=[backup.url], failover_cooldown=60, **FAST
+        "fs",
+        url=primary.url,
+        failover_urls=[backup.url],
+        failover_cooldown=60,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
     )
     barrier = threading.Barrier(8)
 
@@ -198,13 +206,13 @@ def test_paused_primary_costs_one_timeout_then_nobody_waits(
         start = time.monotonic()
         POPOTO_REDIS_DB.set("first", "on-backup")
         first = time.monotonic() - start
-    assert first >= TIMEOUT, "the first caller meets the paused primary's read timeout"
+    assert first >= timeout, "the first caller meets the paused primary's read timeout"
     assert direct(backup).get("first") == "on-backup"
     durations = run_burst()
     assert len(durations) == 160
     # Once the circuit is open nobody meets the paused server again: pooled
     # connections to it are dropped when taken, new ones go to the backup.
-    assert max(durations) < TIMEOUT
+    assert max(durations) < timeout
     status = tenant_status("fs")
     assert status.endpoints[0].state == "open"
     assert status.endpoints[0].consecutive_failures == 1
@@ -217,7 +225,7 @@ def test_paused_primary_costs_one_timeout_then_nobody_waits(
 # -- restart: failback ------------------------------------------------------------------------
 
 
-def test_restarted_primary_gets_the_tenant_back_within_cooldown_plus_a_probe(
+def test_restarted_primary_gets_the_tenant_back_after_the_cooldown(
     pair: tuple[RedisServer, RedisServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     primary, backup = pair
@@ -240,14 +248,14 @@ def test_restarted_primary_gets_the_tenant_back_within_cooldown_plus_a_probe(
             assert direct(backup).get("k") == "backup-1"
             assert tenant_status().active == shown(backup)
             primary.start()
-            restarted = time.monotonic()
 
             def back_on_primary() -> bool:
                 POPOTO_REDIS_DB.incr("after")
                 return tenant_status().active == shown(primary)
 
+            # When the probe goes out is the plan's business, tested on a fake clock
+            # (test_failover_plan.py); here: it does happen, with a generous deadline.
             wait_until(back_on_primary, timeout=10, what="failback")
-            took = time.monotonic() - restarted
             # Workers keep going; their connections to the backup are dropped.
             threads = [
                 threading.Thread(target=lambda: [POPOTO_REDIS_DB.ping() for _ in range(50)])
@@ -260,7 +268,6 @@ def test_restarted_primary_gets_the_tenant_back_within_cooldown_plus_a_probe(
             POPOTO_REDIS_DB.set("k", "primary-2")
     finally:
         unhook()
-    assert took <= cooldown + TIMEOUT, f"failback took {took:.3f}s"
     assert direct(primary).get("k") == "primary-2"
     assert clients_on(backup) == 0, "no connection to the backup is left open"
     assert [(e.kind, e.from_endpoint, e.to_endpoint) for e in events] == [
