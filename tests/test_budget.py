@@ -44,14 +44,17 @@ def test_10000_tenants_round_robin_within_the_budget(server: RedisServer) -> Non
     stop = threading.Event()
     peak = [0]
     mine = [0]
+    watcher = direct(server)
+    assert router.budget is not None
+    budget_of = router.budget
+
+    def received() -> int:
+        return int(watcher.info("stats")["total_connections_received"])
 
     def sample() -> None:
-        with direct(server) as watcher:
-            while not stop.is_set():
-                count = int(watcher.info("clients")["connected_clients"]) - 1
-                peak[0] = max(peak[0], count)
-                assert router.budget is not None
-                mine[0] = max(mine[0], router.budget.open)
+        while not stop.is_set():
+            peak[0] = max(peak[0], int(watcher.info("clients")["connected_clients"]) - 1)
+            mine[0] = max(mine[0], budget_of.open)
 
     def sync_worker(start: int) -> None:
         for name in names[start::8]:
@@ -66,6 +69,7 @@ def test_10000_tenants_round_robin_within_the_budget(server: RedisServer) -> Non
         for block in range(0, 2000, 50):
             await asyncio.gather(*(one(n) for n in names[block : block + 50]))
 
+    before = (received(), budget_of.granted)
     sampler = threading.Thread(target=sample)
     sampler.start()
     workers = [threading.Thread(target=sync_worker, args=(i,)) for i in range(8)]
@@ -78,8 +82,14 @@ def test_10000_tenants_round_robin_within_the_budget(server: RedisServer) -> Non
     finally:
         stop.set()
         sampler.join()
-    assert 0 < peak[0] <= budget
+    # Every connection the server accepted meanwhile went through the budget, and the
+    # budget never held more than its limit. (The server's own count of open
+    # connections is only a sample: it notices a closed connection after the client
+    # may have opened the next, so under load it can lag by an eviction or two.)
+    assert received() - before[0] == budget_of.granted - before[1] > 0
     assert mine[0] <= budget
+    assert peak[0] > 0
+    watcher.close()
     assert router.stats().open_connections <= budget
     for db in range(DBS):
         with direct(server, db) as check:

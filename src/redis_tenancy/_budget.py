@@ -70,6 +70,10 @@ class ConnectionBudget:
         self._holders: weakref.WeakSet[Any] = weakref.WeakSet()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._sleepers = 0  # sync callers waiting on the condition
+        #: Slots handed out since the budget was made (or since fork): one per
+        #: connection the router opened under it. Compared with a server's
+        #: ``total_connections_received`` it shows no connection went around the budget.
+        self.granted = 0
         self._reaper: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -124,6 +128,7 @@ class ConnectionBudget:
         # Called with the condition held.
         if len(self._holders) < self.limit:
             self._holders.add(conn)
+            self.granted += 1
             return True
         return False
 
