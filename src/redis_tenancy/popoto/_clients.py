@@ -270,28 +270,23 @@ class _ScriptRecovery:
 
 def _pipeline_class(guarded_pipeline: type, scripts: ScriptRegistry) -> type:
     """``GuardedPipeline`` plus :class:`_ScriptRecovery`."""
-    return type(
-        "TenantPipeline",
-        (_ScriptRecovery, guarded_pipeline),
-        {
-            "__module__": __name__,
-            "_scripts": scripts,
-            "_script_text": scripts.text,
-            "__doc__": guarded_pipeline.__doc__,
-        },
-    )
+    return _with_recovery("TenantPipeline", guarded_pipeline, scripts)
 
 
 def recovering(batch_class: type, scripts: ScriptRegistry) -> type:
     """A subclass of Popoto's ``Batch`` (1.10+) that recovers like our pipelines."""
+    return _with_recovery("TenantBatch", batch_class, scripts)
+
+
+def _with_recovery(name: str, base: type, scripts: ScriptRegistry) -> type:
     return type(
-        "TenantBatch",
-        (_ScriptRecovery, batch_class),
+        name,
+        (_ScriptRecovery, base),
         {
             "__module__": __name__,
             "_scripts": scripts,
             "_script_text": scripts.text,
-            "__doc__": batch_class.__doc__,
+            "__doc__": base.__doc__,
         },
     )
 
