@@ -24,6 +24,7 @@ from popoto.fields.existence_filter import ExistenceFilter
 from popoto.fields.validity_field import ValidityField
 from popoto.pubsub.publisher import Publisher
 from popoto.pubsub.subscriber import Subscriber
+from popoto.streams.consumer import StreamConsumer
 
 import redis_tenancy.popoto as rt_popoto
 from redis_tenancy import tenant
@@ -40,6 +41,7 @@ __all__ = [
     "RtPublisher",
     "RtSubscriber",
     "async_queries",
+    "consume_events",
     "evals",
     "installed",
     "interleaved_workload",
@@ -256,3 +258,16 @@ async def async_queries(
         if check is not None:
             await check(name, client)
         return sorted(c.name for c in everything)
+
+
+def consume_events(name: str, handled: dict[str, list[str]]) -> int:
+    """Run one batch of a ``StreamConsumer`` on ``stream:rt_events`` as the active tenant
+    (XGROUP, XREADGROUP, XACK; ``asyncio.run`` and Popoto's cache reset inside), adding
+    the handled records' keys to ``handled[name]``; returns how many it processed."""
+
+    async def handler(batch: list[tuple[str, dict[str, str]]]) -> None:
+        handled[name].extend(fields["pk"] for _, fields in batch)
+
+    consumer = StreamConsumer("stream:rt_events", "rt-group", "c1", handler, block_ms=10)
+    processed: int = consumer.process_batch_sync()
+    return processed

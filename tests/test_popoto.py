@@ -21,7 +21,6 @@ import popoto.testing
 import pytest
 import redis
 from popoto.embeddings import AbstractEmbeddingProvider
-from popoto.streams.consumer import StreamConsumer
 
 import redis_tenancy.popoto as rt_popoto
 from redis_tenancy import (
@@ -44,6 +43,7 @@ from .popoto_models import (
     RtPublisher,
     RtSubscriber,
     async_queries,
+    consume_events,
     evals,
     interleaved_workload,
     lua_roundtrip,
@@ -659,19 +659,10 @@ def test_event_streams_and_stream_consumers_stay_on_their_tenant(
         assert all(fields["pk"].startswith(f"RtEvent:{name}") for _, fields in entries)
 
     handled: dict[str, list[str]] = {"acme": [], "globex": []}
-
-    def consume(name: str) -> int:
-        async def handler(batch: list[tuple[str, dict[str, str]]]) -> None:
-            handled[name].extend(fields["pk"] for _, fields in batch)
-
-        consumer = StreamConsumer("stream:rt_events", "rt-group", "c1", handler, block_ms=10)
-        processed: int = consumer.process_batch_sync()  # asyncio.run + Popoto's cache reset
-        return processed
-
     with tenant("globex"):
-        assert consume("globex") == 2
+        assert consume_events("globex", handled) == 2
     with tenant("acme"):
-        assert consume("acme") == 3
+        assert consume_events("acme", handled) == 3
     assert sorted(handled["globex"]) == ["RtEvent:globex0", "RtEvent:globex1"]
     assert all(pk.startswith("RtEvent:acme") for pk in handled["acme"])
 

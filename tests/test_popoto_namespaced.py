@@ -16,7 +16,6 @@ from typing import Any
 import popoto
 import popoto.redis_db as popoto_redis_db
 import pytest
-from popoto.streams.consumer import StreamConsumer
 
 import redis_tenancy.popoto as rt_popoto
 from redis_tenancy import current_tenant, tenant
@@ -34,6 +33,7 @@ from .popoto_models import (
     RtPublisher,
     RtSubscriber,
     async_queries,
+    consume_events,
     evals,
     interleaved_workload,
     lua_roundtrip,
@@ -348,19 +348,10 @@ def test_namespaced_event_streams_and_stream_consumers_stay_in_the_namespace(
         assert all(fields["pk"] == f"RtEvent:{name}{i}" for i, (_, fields) in enumerate(entries))
 
     handled: dict[str, list[str]] = {"acme": [], "globex": []}
-
-    def consume(name: str) -> int:
-        async def handler(batch: list[tuple[str, dict[str, str]]]) -> None:
-            handled[name].extend(fields["pk"] for _, fields in batch)
-
-        consumer = StreamConsumer("stream:rt_events", "rt-group", "c1", handler, block_ms=10)
-        processed: int = consumer.process_batch_sync()  # XGROUP, XREADGROUP, XACK
-        return processed
-
     with tenant("globex"):
-        assert consume("globex") == 2
+        assert consume_events("globex", handled) == 2
     with tenant("acme"):
-        assert consume("acme") == 3
+        assert consume_events("acme", handled) == 3
     assert sorted(handled["globex"]) == ["RtEvent:globex0", "RtEvent:globex1"]
     assert sorted(handled["acme"]) == [f"RtEvent:acme{i}" for i in range(3)]
     with direct(servers.b) as client:
