@@ -56,10 +56,12 @@ from _common import (
 )
 from werkzeug.local import LocalProxy
 
+from redis_tenancy import TenantContext
 from redis_tenancy._embedded import RedisServer
 from redis_tenancy.redis_db import (
     POPOTO_ASYNC_REDIS_DB,
     POPOTO_REDIS_DB,
+    _DefaultTenant,
     get_async_redis_db,
     get_REDIS_DB,
     set_REDIS_DB_settings,
@@ -253,13 +255,13 @@ class MinimalTenant:
         _MIN_VAR.reset(self._token)  # type: ignore[arg-type]
 
 
-def shared_tenant(name: str) -> tenant:
+def shared_tenant(name: str) -> TenantContext:
     """A ``tenant(name)`` that was once entered by two threads at the same time.
 
     From then on every entry of it keeps its token on its own thread's or task's
     stack (the path a module-level object shared by concurrent requests takes).
     """
-    block = tenant(name)
+    block = _DefaultTenant(name)  # its own object: tenant() would hand out a cached one
     inside, leave = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -279,13 +281,18 @@ def shared_tenant(name: str) -> tenant:
 
 def bench_tenant_ctx(cfg: Config, checks: list[Check]) -> None:
     print("\n[2] `with tenant(...): pass`, ns per op, min of", cfg.ctx_repeats)
-    reused = tenant(TENANT)
+    reused = _DefaultTenant(TENANT)
     res = interleaved_min_ns(
         {
             "with tenant('acme'): pass (construct+enter+exit)": (
                 "with t(name):\n    pass",
                 "t = obj; name = n",
                 {"obj": tenant, "n": TENANT},
+            ),
+            "with <new object every time>: pass (no re-use)": (
+                "with t(name):\n    pass",
+                "t = obj; name = n",
+                {"obj": _DefaultTenant, "n": TENANT},
             ),
             "with <reused tenant obj>: pass (enter+exit)": (
                 "with c:\n    pass",

@@ -12,6 +12,7 @@ from redis_tenancy import (
     InvalidTenantNameError,
     TenantConfigError,
     UnknownTenantError,
+    _context,
     copy_tenant_context,
     current_tenant,
     default_router,
@@ -192,3 +193,80 @@ def test_one_instance_reentered_three_deep_and_exit_without_enter(three: Servers
     assert current_tenant() == default_router.default_name
     with pytest.raises(RuntimeError, match="without being entered"):
         block.__exit__(None, None, None)
+
+
+# -- tenant() hands out a free object again -------------------------------------------
+
+
+@pytest.mark.parametrize("factory", ["tenant", "Router.tenant"])
+def test_tenant_reuses_only_free_objects(three: Servers, factory: str) -> None:
+    make = tenant if factory == "tenant" else default_router.tenant
+    first = make("acme")
+    assert make("acme") is first  # free: handed out again
+    assert make("globex") is not first
+    with first:
+        inner = make("acme")
+        assert inner is not first  # an entered object is never handed out
+        with inner:
+            assert current_tenant() == "acme"
+        assert current_tenant() == "acme"
+    assert current_tenant() == default_router.default_name
+    assert make("acme") is inner  # the newest object, free again
+
+
+def test_tenant_never_hands_out_an_object_that_turned_shared(three: Servers) -> None:
+    block = tenant("acme")
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with block:
+            inside.set()
+            assert leave.wait(timeout=30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert inside.wait(timeout=30)
+    with block:  # entered twice at once: keeps its entries on a stack from now on
+        assert current_tenant() == "acme"
+    leave.set()
+    holder.join()
+    assert tenant("acme") is not block
+
+
+def test_tenant_reuse_cache_is_bounded(three: Servers) -> None:
+    """Names are often request input: unknown ones must not grow the cache forever."""
+    first = tenant("acme")
+    for i in range(_context.REUSE_LIMIT):
+        block = tenant(f"nobody-{i}")
+        with pytest.raises(UnknownTenantError):
+            block.__enter__()
+    assert tenant("acme") is not first  # the cache started over on the way
+    assert tenant("acme") is tenant("acme")
+
+
+def test_tenant_objects_handed_to_two_threads_restore_each_thread(three: Servers) -> None:
+    """Both threads get the same free object before either enters it."""
+    block = tenant("acme")
+    assert tenant("acme") is block
+    barrier = threading.Barrier(2)
+    seen: list[tuple[str, str]] = []
+    handed: list[object] = []
+
+    def run(outer: str) -> None:
+        with tenant(outer):
+            same = tenant("acme")
+            handed.append(same)
+            barrier.wait(timeout=30)
+            with same:
+                barrier.wait(timeout=30)  # both inside at once
+                inside = current_tenant()
+                barrier.wait(timeout=30)
+            seen.append((inside, current_tenant() + "<-" + outer))
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("globex", "initech")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert handed == [block, block]
+    assert sorted(seen) == [("acme", "globex<-globex"), ("acme", "initech<-initech")]

@@ -21,7 +21,12 @@ import pytest
 from redis_tenancy import PopotoException, TenantContext, _context, current_tenant, default_router
 from redis_tenancy._context import STACK_ONLY
 from redis_tenancy._errors import TenantContextError
-from redis_tenancy.redis_db import POPOTO_REDIS_DB, set_REDIS_DB_settings, tenant
+from redis_tenancy.redis_db import (
+    POPOTO_REDIS_DB,
+    _DefaultTenant,
+    set_REDIS_DB_settings,
+    tenant,
+)
 
 from .conftest import Servers, direct
 
@@ -53,7 +58,9 @@ def make_shared(
     monkeypatch.setattr(_context, "ATOMIC_SLOTS", False)
     enter, exit_ = _context.fast_paths(default_router)
     free_threaded = type(
-        "free_threaded_tenant", (tenant,), {"__slots__": (), "__enter__": enter, "__exit__": exit_}
+        "free_threaded_tenant",
+        (_DefaultTenant,),
+        {"__slots__": (), "__enter__": enter, "__exit__": exit_},
     )
 
     def make() -> TenantContext:
@@ -269,7 +276,9 @@ def test_exit_never_clears_a_slot_another_thread_changed_meanwhile(names: Server
         {"var": var, "lookup": default_router.lookup, "activate": default_router.activate},
     )()
     enter, exit_ = _context.fast_paths(router)
-    cls = type("slow_tenant", (tenant,), {"__slots__": (), "__enter__": enter, "__exit__": exit_})
+    cls = type(
+        "slow_tenant", (_DefaultTenant,), {"__slots__": (), "__enter__": enter, "__exit__": exit_}
+    )
     block = cls("acme")
 
     def b() -> None:

@@ -8,8 +8,9 @@ exactly the previous tenant.
 
 Where an entry keeps its token
 ------------------------------
-``with tenant("acme"):`` makes a fresh object per block, so the token can live on the
-object: one slot write in, one slot read out. One object may also be shared
+``with tenant("acme"):`` gets an object no other block has open (a new one, or a free
+one handed out again by :func:`reusing`), so the token can live on the object: one
+slot write in, one slot read out. One object may also be shared
 (``ACME = tenant("acme")`` at module level) and entered by many threads and tasks at
 once, or re-entered while open. An entry that finds the object already holding a
 token keeps its own on a per-context stack instead (a module-level ContextVar, so
@@ -59,8 +60,10 @@ __all__ = [
     "STACK_ONLY",
     "Activator",
     "TenantContext",
+    "TenantFactory",
     "copy_tenant_context",
     "fast_paths",
+    "reusing",
 ]
 
 P = ParamSpec("P")
@@ -350,6 +353,54 @@ def fast_paths(
     if not ATOMIC_SLOTS:  # no claiming without atomic slots: the base class stacks them all
         return TenantContext.__enter__, __exit__
     return __enter__, __exit__
+
+
+class TenantFactory(Protocol):
+    """``tenant()``: makes (or hands out again) the object for a ``with`` block."""
+
+    def __call__(self, name: str | None = None) -> TenantContext: ...
+
+
+#: How many free objects :func:`reusing` keeps before it starts over (names are often
+#: request input: an attacker must not grow the cache without bound).
+REUSE_LIMIT = 4096
+
+
+def reusing(make: Callable[[str | None], TenantContext]) -> TenantFactory:
+    """``make`` wrapped so that ``with tenant("acme"):`` re-uses a free object.
+
+    Constructing a slotted object runs a Python ``__init__``, which is about 40% of a
+    whole ``with tenant("acme"): pass``. An object whose block has been left is free
+    again (its token slot is ``None``), so the factory hands out the last object it
+    made for that name while it is still free, and makes a new one otherwise.
+
+    Two threads may both be handed the same free object before either enters it; the
+    second entry then finds the slot taken and uses its own context's stack, which is
+    the shared-object path (correct, only slower), and the factory never hands that
+    object out again. Unhashable names get a new object, which reports the bad name
+    when it is entered. The cache holds at most :data:`REUSE_LIMIT` names. Without
+    atomic slots (a free-threaded build) every call makes a new object.
+    """
+    if not ATOMIC_SLOTS:
+        return make  # type: ignore[return-value]
+    free: dict[Any, TenantContext] = {}
+
+    def tenant(name: str | None = None) -> TenantContext:
+        try:
+            obj = free.get(name)
+        except TypeError:  # unhashable: the object says what is wrong when entered
+            return make(name)
+        if obj is not None and obj._token is None:
+            return obj
+        if len(free) >= REUSE_LIMIT:
+            free.clear()
+        obj = free[name] = make(name)
+        return obj
+
+    tenant.__doc__ = make.__doc__
+    tenant.__module__ = make.__module__
+    tenant.__qualname__ = "tenant"
+    return tenant
 
 
 # -- generators ---------------------------------------------------------------------

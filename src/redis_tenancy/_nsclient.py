@@ -86,9 +86,7 @@ class NamespacedRedis(NamespacedClientParts, redis.Redis):
 
     # -- commands --------------------------------------------------------------------
 
-    def execute_command(
-        self, *args: Any, _one_key: frozenset[Any] = FAST_ONE_KEY, **options: Any
-    ) -> Any:
+    def execute_command(self, *args: Any, **options: Any) -> Any:
         """Rewrite ``args`` into the namespace and run them; see the class docstring.
 
         One-key commands (GET, SET, HGET, INCR...: most traffic) are rewritten inline
@@ -96,10 +94,11 @@ class NamespacedRedis(NamespacedClientParts, redis.Redis):
         ``redis.Redis.execute_command`` only delegates to: that skips one Python call
         level, most of the namespace's cost on such commands. It is the one private
         redis-py name this package uses; a test pins that ``redis.Redis.execute_command``
-        still does nothing but delegate to it. ``_one_key`` is bound as a default so
-        the lookup is a local one (do not pass it).
+        still does nothing but delegate to it. Calls that forward no options are made
+        without ``**`` (a plain vectorcall; ``**{}`` costs as much as the rewriting),
+        and the signature has no keyword-only defaults, which slow every ``**`` call.
         """
-        if args and args[0] in _one_key and len(args) > 1:
+        if args and args[0] in FAST_ONE_KEY and len(args) > 1:
             key = args[1]
             cls = key.__class__
             if cls is str:
@@ -109,10 +108,13 @@ class NamespacedRedis(NamespacedClientParts, redis.Redis):
             else:
                 key = self.namespace.key(key)
             n = len(args)
-            if n == 2:  # GET, INCR, TTL...: no slice to build
+            if not options:  # SET, INCR...: a call without ** is a plain vectorcall
+                if n == 3:
+                    return self._execute_command(args[0], key, args[2])  # type: ignore[no-untyped-call]
+                if n == 2:
+                    return self._execute_command(args[0], key)  # type: ignore[no-untyped-call]
+            elif n == 2:  # GET (keys=[...]), TTL...: no slice to build
                 return self._execute_command(args[0], key, **options)  # type: ignore[no-untyped-call]
-            if n == 3:  # SET, HGET, SADD of one member...
-                return self._execute_command(args[0], key, args[2], **options)  # type: ignore[no-untyped-call]
             return self._execute_command(args[0], key, *args[2:], **options)  # type: ignore[no-untyped-call]
         fast = self.namespace.fast(args) if args else None
         if fast is not None:

@@ -74,16 +74,16 @@ class AsyncNamespacedRedis(NamespacedClientParts, redis.asyncio.Redis):  # type:
     _wrapped_state: ClassVar[dict[str, Any]] = {"single_connection_client": False}
 
     def execute_command(  # type: ignore[override]
-        self, *args: Any, _one_key: frozenset[Any] = FAST_ONE_KEY, **options: Any
+        self, *args: Any, **options: Any
     ) -> Awaitable[Any]:
         """Rewrite ``args`` into the namespace and run them (returns the awaitable).
 
         Not a coroutine function: returning the base class's coroutine saves one
         coroutine per command on the hot path; callers await the result either way.
-        One-key commands are rewritten inline (``_one_key`` is bound as a default so the
-        lookup is a local one; do not pass it).
+        One-key commands are rewritten inline, and forwarded without ``**`` when
+        there are no options (see the sync twin).
         """
-        if args and args[0] in _one_key and len(args) > 1:
+        if args and args[0] in FAST_ONE_KEY and len(args) > 1:
             key = args[1]
             cls = key.__class__
             if cls is str:
@@ -92,6 +92,8 @@ class AsyncNamespacedRedis(NamespacedClientParts, redis.asyncio.Redis):  # type:
                 key = self._ns_bytes + key
             else:
                 key = self.namespace.key(key)
+            if not options:
+                return _execute(self, args[0], key, *args[2:])  # type: ignore[no-any-return]
             return _execute(self, args[0], key, *args[2:], **options)  # type: ignore[no-any-return]
         fast = self.namespace.fast(args) if args else None
         if fast is not None:

@@ -179,12 +179,15 @@ def make_async_proxy(host: ProxyHost) -> redis.asyncio.Redis:
         ident = _ident()
         if entry.probe._thread_id == ident:  # an asyncio loop running in this thread
             return _getattr(entry.client, name)
-        if entry.thread != ident:
-            entry = slot.loops_by_thread.get(ident, _none)
-            if entry.probe._thread_id == ident:
+        if entry.thread == ident:  # uvloop & co (see LoopClient), last resolved here
+            if entry.loop.is_running():
                 return _getattr(entry.client, name)
-        if entry.thread == ident and entry.loop.is_running():  # uvloop & co (see LoopClient)
-            return _getattr(entry.client, name)
+        else:
+            entry = slot.loops_by_thread.get(ident, _none)
+            if entry.probe._thread_id == ident or (
+                entry.thread == ident and entry.loop.is_running()
+            ):
+                return _getattr(entry.client, name)
         return _slow_attr(self, name, slot.async_client)
 
     return cast(

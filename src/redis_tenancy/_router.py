@@ -33,7 +33,7 @@ from ._checks import (
     require,
 )
 from ._clients import is_cluster
-from ._context import TenantContext, fast_paths
+from ._context import TenantContext, fast_paths, reusing
 from ._errors import TenantConfigError, Unresolved, resolved
 from ._failover import FailoverEvent, TenantStatus
 from ._proxy import make_async_proxy, make_sync_proxy
@@ -138,7 +138,7 @@ class Router:
         self.var: ContextVar[Tenant | StrictSlot] = ContextVar(
             f"redis_tenancy.active_tenant.{id(self):x}", default=fallback
         )
-        self._tenant_class = _tenant_class(self)
+        self._tenant_factory = reusing(_tenant_class(self))
         #: ``redis.Redis``-typed proxy to the active tenant's client.
         self.redis: redis.Redis = make_sync_proxy(self)
         #: ``redis.asyncio.Redis``-typed proxy for the running event loop.
@@ -463,7 +463,7 @@ class Router:
     def tenant(self, name: str | None = None) -> TenantContext:
         """A context manager / decorator that makes ``name`` the active tenant."""
         check_name(name)
-        return self._tenant_class(name)
+        return self._tenant_factory(name)
 
     def activate(self, name: str | None) -> Token[Any]:
         """Set the active tenant and return the ContextVar token (for ``reset``).

@@ -28,7 +28,7 @@ import redis.exceptions
 
 from ._clients import is_cluster
 from ._config import read_config
-from ._context import TenantContext, fast_paths
+from ._context import TenantContext, TenantFactory, fast_paths, reusing
 from ._errors import PopotoException, TenantConfigError, logger
 from ._failover import TenantStatus
 from ._router import Router
@@ -349,7 +349,7 @@ def _log_info(info: Any, prefix: str) -> None:
 _enter, _exit = fast_paths(default_router)
 
 
-class tenant(TenantContext):
+class _DefaultTenant(TenantContext):
     """Make ``name`` the active tenant of the default router for a block or function.
 
     ``None``/``""`` select the default tenant. An unknown name raises
@@ -387,6 +387,11 @@ class tenant(TenantContext):
         # on the path of every ``with tenant(...)`` and a type check costs ~5% of it.
         self.name = name
         self._token = None
+
+
+#: ``tenant(name)`` hands out a free object of the same name again (see
+#: :func:`~redis_tenancy._context.reusing`); the objects are ``TenantContext``s.
+tenant: TenantFactory = reusing(_DefaultTenant)
 
 
 def current_tenant() -> str:
