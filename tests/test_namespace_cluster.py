@@ -36,7 +36,7 @@ from redis_tenancy.redis_db import (
     tenant,
 )
 
-from .conftest import wait_until
+from .conftest import direct, wait_until
 from .namespace_harness import Blocking, check_pubsub_round_trip, close_pubsub
 from .topologies import Cluster, start_cluster
 
@@ -77,9 +77,9 @@ class Tenants:
         self.mode = mode
         self.loop = asyncio.new_event_loop() if mode == "async" else None
         self.shared: Any = (
-            redis.asyncio.cluster.RedisCluster(host=node.host, port=node.port)
+            redis.asyncio.cluster.RedisCluster(host=node.host, port=node.port, client_name="shared")
             if mode == "async"
-            else redis.cluster.RedisCluster(host=node.host, port=node.port)
+            else redis.cluster.RedisCluster(host=node.host, port=node.port, client_name="shared")
         )
 
     def make(self, prefix: str | Namespace = "{acme}:") -> Any:
@@ -284,9 +284,19 @@ def test_cluster_refusals_and_untagged_emulation(tenants: Tenants) -> None:
         untagged.keys("*")
 
 
-def test_cluster_wrapper_never_closes_the_shared_client(tenants: Tenants) -> None:
+def _shared_connection_ids(cluster: Cluster) -> set[str]:
+    ids: set[str] = set()
+    for node in cluster.nodes:
+        with direct(node) as client:
+            ids |= {c["id"] for c in client.client_list() if c["name"] == "shared"}
+    return ids
+
+
+def test_cluster_wrapper_never_closes_the_shared_client(tenants: Tenants, cluster: Cluster) -> None:
     acme = tenants.make()
     acme.set("k", 1)
+    opened = _shared_connection_ids(cluster)
+    assert opened
     if tenants.mode == "async":
         acme.aclose()
     else:
@@ -294,7 +304,54 @@ def test_cluster_wrapper_never_closes_the_shared_client(tenants: Tenants) -> Non
     del acme
     gc.collect()  # a dropped view warns about nothing (warnings are errors here)
     assert tenants.make().get("k") == b"1"
+    assert opened <= _shared_connection_ids(cluster)  # the same connections, still open
     assert tenants.admin.get("{acme}:k") == b"1"
+
+
+def _connections(cluster: Cluster) -> int:
+    """Client connections the cluster's nodes hold (each count's own included)."""
+    total = 0
+    for node in cluster.nodes:
+        with direct(node) as client:
+            total += len(client.client_list())
+    return total
+
+
+def test_cluster_closing_the_shared_client_closes_what_its_views_opened(
+    cluster: Cluster, admin: redis.cluster.RedisCluster, mode: str
+) -> None:
+    before = _connections(cluster)
+    made = Tenants(cluster, admin, mode)
+    acme = made.make()
+    assert acme.keys("*") == []  # a view's first command: it connects the shared client
+    assert acme.pipeline().set("k", 1).get("k").execute() == [True, b"1"]
+    made.close()
+    wait_until(lambda: _connections(cluster) <= before, what=lambda: f"{_connections(cluster)}")
+
+
+def _slot_table_reads(cluster: Cluster) -> int:
+    """How many CLUSTER SLOTS the nodes have answered: one per client initialization."""
+    total = 0
+    for node in cluster.nodes:
+        with direct(node) as client:
+            stats = client.info("commandstats")
+        total += int(stats.get("cmdstat_cluster|slots", {}).get("calls", 0))
+    return total
+
+
+def test_cluster_views_of_one_client_initialize_it_once(
+    cluster: Cluster, admin: redis.cluster.RedisCluster, mode: str
+) -> None:
+    made = Tenants(cluster, admin, mode)  # (sync clients initialize when made)
+    before = _slot_table_reads(cluster)
+    try:
+        for name in ("acme", "beta", "gamma"):
+            view = made.make(f"{{{name}}}:")
+            assert view.dbsize() == 0  # a slow command first: emulated by SCAN
+            assert view.get("k") is None
+    finally:
+        made.close()
+    assert _slot_table_reads(cluster) - before == (1 if mode == "async" else 0)
 
 
 # -- pub/sub ---------------------------------------------------------------------------------
@@ -302,6 +359,18 @@ def test_cluster_wrapper_never_closes_the_shared_client(tenants: Tenants) -> Non
 
 def test_cluster_pubsub_channels_patterns_and_handlers(tenants: Tenants) -> None:
     check_pubsub_round_trip(tenants.make(), tenants.admin, pattern="n*", foreign="{beta}:")
+
+
+def test_cluster_pubsub_connects_to_the_node_of_the_tenants_slot(tenants: Tenants) -> None:
+    acme = tenants.make()
+    acme.set("k", 1)  # the client knows its slots
+    ps = acme.pubsub()
+    try:
+        ps.psubscribe("n*")  # a first pattern would pick its node by the pattern's slot
+        ps.subscribe("news")
+        wait_until(lambda: acme.pubsub_channels() == [b"news"])
+    finally:
+        close_pubsub(ps)
 
 
 def test_cluster_sharded_pubsub(tenants: Tenants) -> None:
