@@ -12,16 +12,24 @@ reply and never change.
 
 from __future__ import annotations
 
+import asyncio
+import fnmatch
+import inspect
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import pytest
 import redis
 import redis.asyncio
 import redis.connection
 
 from redis_tenancy._embedded import RedisServer
+from redis_tenancy._errors import NamespaceError
 from redis_tenancy._keyspecs import COMMANDS
+
+from .conftest import wait_until
 
 PREFIX = "acme:"
 USER = "acme"
@@ -251,3 +259,105 @@ def _walk(value: Any) -> Iterator[Any]:
             yield from _walk(v)
     else:
         yield value
+
+
+# -- driving the asyncio clients with blocking calls ------------------------------------------
+
+
+#: Modules whose objects :class:`Blocking` wraps in turn (pipelines, pub/sub, locks).
+_ASYNC_MODULES = (
+    "redis.asyncio",
+    "redis_tenancy._nsclient_async",
+    "redis_tenancy._nscluster_async",
+)
+
+
+class Blocking:
+    """Drive an async client (or its pipeline / pub/sub) with blocking calls."""
+
+    def __init__(self, target: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._target = target
+        self._loop = loop
+
+    def _result(self, value: Any) -> Any:
+        # Coroutines only: redis-py's asyncio cluster pipeline is awaitable itself
+        # (awaiting it initializes it, which empties its queue).
+        if inspect.iscoroutine(value) or asyncio.isfuture(value):
+            value = self._loop.run_until_complete(value)
+        if inspect.isasyncgen(value):
+            return self._loop.run_until_complete(_drain(value))
+        kind = type(value)
+        if kind.__module__.startswith(_ASYNC_MODULES) or kind.__name__ == "AsyncScript":
+            return Blocking(value, self._loop)  # pipelines, pub/sub, locks, scripts
+        return value
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._result(self._target(*args, **kwargs))  # scripts
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if not callable(attr):
+            return attr
+        return lambda *args, **kwargs: self._result(attr(*args, **kwargs))
+
+
+async def _drain(gen: Any) -> list[Any]:
+    return [item async for item in gen]
+
+
+def close_pubsub(pubsub: Any) -> None:
+    """``aclose()`` on the asyncio pub/sub (its ``close()`` is deprecated), else ``close()``."""
+    closer = getattr(pubsub, "aclose", None)
+    (closer or pubsub.close)()
+
+
+def check_pubsub_round_trip(acme: Any, admin: Any, *, pattern: str, foreign: str) -> None:
+    """Channels, a pattern and a handler through ``acme``'s pub/sub (sync, or async
+    through :class:`Blocking`): subscriptions, ``PUBSUB CHANNELS``/``NUMSUB`` and every
+    message speak logical names; messages published outside the namespace (un-prefixed,
+    or under ``foreign``) never arrive; keyspace notifications are refused."""
+    received: list[Any] = []
+    lock = threading.Lock()
+
+    def handler(message: dict[str, Any]) -> None:
+        with lock:
+            received.append((message["channel"], message["data"]))
+
+    ps = acme.pubsub(ignore_subscribe_messages=True)
+    try:
+        ps.subscribe("news", alerts=handler)
+        ps.psubscribe(pattern)
+        assert sorted(acme.pubsub_channels()) == [b"alerts", b"news"]
+        assert sorted(acme.pubsub_channels("n*")) == [b"news"]
+        assert dict(acme.pubsub_numsub("news", "alerts", "nobody")) == {
+            b"news": 1,
+            b"alerts": 1,
+            b"nobody": 0,
+        }
+        admin.publish("news", CANARY)
+        admin.publish(foreign + "news", CANARY)
+        acme.publish("news", "n1")
+        acme.publish("alerts", "a1")
+        expected = {("message", None, b"news"), ("pmessage", pattern.encode(), b"news")}
+        if fnmatch.fnmatchcase("alerts", pattern):
+            expected.add(("pmessage", pattern.encode(), b"alerts"))
+        messages: list[Any] = []
+
+        def drained() -> bool:
+            message = ps.get_message(timeout=0.05)
+            if message is not None:
+                messages.append((message["type"], message["pattern"], message["channel"]))
+                messages.append(message["data"])
+            return expected <= set(messages) and bool(received)
+
+        wait_until(drained, what=lambda: f"messages {messages}, handled {received}")
+        assert CANARY not in messages
+        assert received == [(b"alerts", b"a1")]
+        ps.unsubscribe("news")
+        ps.punsubscribe(pattern)
+        with pytest.raises(NamespaceError, match="keyspace notifications"):
+            ps.psubscribe("__keyspace@0__:*")
+        with pytest.raises(NamespaceError, match="keyspace notifications"):
+            ps.subscribe("__keyevent@0__:del")
+    finally:
+        close_pubsub(ps)

@@ -9,8 +9,6 @@ ACL user confined to ``~acme:*`` / ``&acme:*`` unless a test needs the default u
 from __future__ import annotations
 
 import asyncio
-import inspect
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,45 +26,15 @@ from .conftest import wait_until
 from .namespace_harness import (
     CANARY,
     PREFIX,
+    Blocking,
     NsServer,
+    check_pubsub_round_trip,
+    close_pubsub,
     command,
     confined_async_base,
     confined_base,
     start_server,
 )
-
-
-class Blocking:
-    """Drive an async client (or its pipeline / pub/sub) with blocking calls."""
-
-    def __init__(self, target: Any, loop: asyncio.AbstractEventLoop) -> None:
-        self._target = target
-        self._loop = loop
-
-    def _result(self, value: Any) -> Any:
-        if inspect.isawaitable(value):
-            value = self._loop.run_until_complete(value)
-        if inspect.isasyncgen(value):
-            return self._loop.run_until_complete(_drain(value))
-        if type(value).__module__.startswith(("redis.asyncio", "redis_tenancy._nsclient_async")):
-            return Blocking(value, self._loop)  # pipelines, pub/sub, locks
-        return value
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._target, name)
-        if not callable(attr):
-            return attr
-        return lambda *args, **kwargs: self._result(attr(*args, **kwargs))
-
-
-async def _drain(gen: Any) -> list[Any]:
-    return [item async for item in gen]
-
-
-def _close(pubsub: Any) -> None:
-    """``aclose()`` on the asyncio pub/sub (its ``close()`` is deprecated), else ``close()``."""
-    closer = getattr(pubsub, "aclose", None)
-    (closer or pubsub.close)()
 
 
 @pytest.fixture(scope="module")
@@ -350,55 +318,9 @@ def test_client_transaction_helper_retries_on_watch(tenants: Tenants) -> None:
 
 
 def test_client_pubsub_channels_patterns_and_handlers(tenants: Tenants) -> None:
-    acme = tenants.make()
-    admin = tenants.ns.admin
-    received: list[Any] = []
-    lock = threading.Lock()
-
-    def handler(message: dict[str, Any]) -> None:
-        with lock:
-            received.append((message["channel"], message["data"]))
-
-    ps = acme.pubsub(ignore_subscribe_messages=True)
-    try:
-        ps.subscribe("news", alerts=handler)
-        # ACL channel rules match PSUBSCRIBE patterns literally: the confined user may
-        # only subscribe the pattern of its rule, which the tenant writes as "*".
-        ps.psubscribe("*")
-        assert sorted(acme.pubsub_channels()) == [b"alerts", b"news"]
-        assert sorted(acme.pubsub_channels("n*")) == [b"news"]
-        assert dict(acme.pubsub_numsub("news", "alerts", "nobody")) == {
-            b"news": 1,
-            b"alerts": 1,
-            b"nobody": 0,
-        }
-        admin.publish("news", "CANARY")  # un-namespaced and other tenants' channels
-        admin.publish("other:news", "CANARY")
-        acme.publish("news", "n1")
-        acme.publish("alerts", "a1")
-        messages: list[Any] = []
-
-        def drained() -> bool:
-            message = ps.get_message(timeout=0.05)
-            if message is not None:
-                messages.append((message["type"], message["pattern"], message["channel"]))
-                messages.append(message["data"])
-            return len(messages) >= 6 and bool(received)
-
-        wait_until(drained, what=lambda: f"messages {messages}, handled {received}")
-        assert ("message", None, b"news") in messages
-        assert ("pmessage", b"*", b"news") in messages
-        assert ("pmessage", b"*", b"alerts") in messages
-        assert CANARY not in messages
-        assert received == [(b"alerts", b"a1")]
-        ps.unsubscribe("news")
-        ps.punsubscribe("*")
-        with pytest.raises(NamespaceError, match="keyspace notifications"):
-            ps.psubscribe("__keyspace@0__:*")
-        with pytest.raises(NamespaceError, match="keyspace notifications"):
-            ps.subscribe("__keyevent@0__:del")
-    finally:
-        _close(ps)
+    # ACL channel rules match PSUBSCRIBE patterns literally: the confined user may
+    # only subscribe the pattern of its rule, which the tenant writes as "*".
+    check_pubsub_round_trip(tenants.make(), tenants.ns.admin, pattern="*", foreign="other:")
 
 
 def test_client_pubsub_pattern_messages_carry_logical_names(tenants: Tenants) -> None:
@@ -420,7 +342,7 @@ def test_client_pubsub_pattern_messages_carry_logical_names(tenants: Tenants) ->
         wait_until(arrived)
         assert got == [(b"ev:*", b"ev:1", b"e1")]
     finally:
-        _close(ps)
+        close_pubsub(ps)
 
 
 def test_client_sharded_pubsub(tenants: Tenants) -> None:
@@ -449,7 +371,7 @@ def test_client_sharded_pubsub(tenants: Tenants) -> None:
             [(b"shard", 1)],
         )
     finally:
-        _close(ps)
+        close_pubsub(ps)
 
 
 # -- locks, scripts, client objects ----------------------------------------------------------

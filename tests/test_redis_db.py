@@ -13,6 +13,7 @@ import redis.asyncio
 import redis_tenancy
 from redis_tenancy import redis_db
 from redis_tenancy._embedded import free_port
+from redis_tenancy._steps import run_steps
 from redis_tenancy.redis_db import (
     POPOTO_ASYNC_REDIS_DB,
     POPOTO_REDIS_DB,
@@ -299,14 +300,14 @@ def test_helper_plans_decide_without_io(caplog: pytest.LogCaptureFixture) -> Non
         asked.append((step[0], step[1]["cursor"]))
         return next(replies)
 
-    assert redis_db._run_plan(redis_db._scan_plan([None], "k:*", 5), scan) == [b"a", b"b"]
-    assert redis_db._run_plan(redis_db._scan_plan([one, two], "k:*", 5), scan) == [b"c"]
+    assert run_steps(redis_db._scan_plan([None], "k:*", 5), scan) == [b"a", b"b"]
+    assert run_steps(redis_db._scan_plan([one, two], "k:*", 5), scan) == [b"c"]
     assert asked == [(None, 0), (None, 7), (one, 0), (two, 0)]
 
     errors = {one: None, two: ConnectionError("refused")}
     with caplog.at_level(logging.WARNING, logger="POPOTO-REDIS_DB"):
-        assert redis_db._run_plan(redis_db._check_plan([one, two]), errors.get) is False
-        assert redis_db._run_plan(redis_db._check_plan([one]), errors.get) is True
+        assert run_steps(redis_db._check_plan([one, two]), errors.get) is False
+        assert run_steps(redis_db._check_plan([one]), errors.get) is True
     assert [r.getMessage() for r in caplog.records] == [
         "cluster node h:2 does not answer PING: refused"
     ]

@@ -38,7 +38,7 @@ from ._nsdriver import (
 )
 from ._nsreplies import unprefix_message
 
-__all__ = ["NamespacedPipeline", "NamespacedPubSub", "NamespacedRedis", "plan_for"]
+__all__ = ["NamespacedPipeline", "NamespacedPubSub", "NamespacedRedis", "command_info", "plan_for"]
 
 #: The base class's command path, called after rewriting (typed loosely: redis-py's is not).
 _execute: Callable[..., Any] = redis.Redis.execute_command
@@ -48,13 +48,13 @@ def plan_for(namespace: Namespace, pool: Any, args: tuple[Any, ...]) -> Plan:
     """Plan ``args`` (see :func:`planning`), running its lookup if it needs one."""
     steps = planning(namespace, pool, args)
     try:
-        steps.send(_command_info(pool, next(steps)))
+        steps.send(command_info(pool, next(steps)))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     raise AssertionError("planning looks one command up at most")
 
 
-def _command_info(pool: Any, name: str) -> Any:
+def command_info(pool: Any, name: str) -> Any:
     # Straight on a pooled connection (public pool methods only): no rewriting, no
     # response callback, and usable from a pipeline that must not queue it.
     conn = pool.get_connection()

@@ -33,7 +33,12 @@ from ._nsdriver import (
 )
 from ._nsreplies import unprefix_message
 
-__all__ = ["AsyncNamespacedPipeline", "AsyncNamespacedPubSub", "AsyncNamespacedRedis"]
+__all__ = [
+    "AsyncNamespacedPipeline",
+    "AsyncNamespacedPubSub",
+    "AsyncNamespacedRedis",
+    "command_info",
+]
 
 _execute: Callable[..., Any] = redis.asyncio.Redis.execute_command
 _LOOKUP_OPTION = "_redis_tenancy_namespace_lookup"
@@ -43,13 +48,13 @@ async def _plan(namespace: Namespace, pool: Any, args: tuple[Any, ...]) -> Plan:
     """Plan ``args`` (see :func:`planning`), running its lookup if it needs one."""
     steps = planning(namespace, pool, args)
     try:
-        steps.send(await _command_info(pool, next(steps)))
+        steps.send(await command_info(pool, next(steps)))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     raise AssertionError("planning looks one command up at most")
 
 
-async def _command_info(pool: Any, name: str) -> Any:
+async def command_info(pool: Any, name: str) -> Any:
     conn = await pool.get_connection()
     try:
         await conn.send_command("COMMAND", "INFO", name)

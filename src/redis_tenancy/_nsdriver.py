@@ -280,13 +280,18 @@ def resolve_pending(stack: list[Any], *, final: bool) -> None:
 # -- pub/sub -------------------------------------------------------------------------------
 
 
-def pubsub_handler(namespace: Namespace, push_handler_func: Any) -> Any:
-    """The user's push handler, called with the message's names un-prefixed."""
+def pubsub_handler(
+    namespace: Namespace,
+    push_handler_func: Any,
+    unprefix: Callable[[Namespace, Any], Any] = unprefix_message,
+) -> Any:
+    """The user's handler, called with the message's names un-prefixed: a push handler
+    (raw messages) by default, a channel handler with ``unprefix_parsed_message``."""
     if push_handler_func is None:
         return None
 
     def handler(message: Any) -> Any:
-        return push_handler_func(unprefix_message(namespace, message))
+        return push_handler_func(unprefix(namespace, message))
 
     return handler
 

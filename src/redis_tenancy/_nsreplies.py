@@ -9,8 +9,10 @@ outside the namespace raises :class:`KeyOutside`, which the client turns into a
 :class:`NamespaceError` (the reply is never returned, and the message never quotes the
 key, which may be another tenant's).
 
-Pub/sub messages have their own function, :func:`unprefix_message`, used by the
-namespaced ``PubSub`` classes.
+Pub/sub messages have their own functions: :func:`unprefix_message` (raw, used by the
+namespaced ``PubSub`` classes) and :func:`unprefix_parsed_message` (redis-py's message
+dicts, for the Cluster's sharded pub/sub, whose per-node ``PubSub`` objects are
+redis-py's).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from ._nslua import unwrap_text
 if TYPE_CHECKING:
     from ._namespace import Namespace
 
-__all__ = ["REPLY_RULES", "KeyOutside", "unprefix_message"]
+__all__ = ["REPLY_RULES", "KeyOutside", "unprefix_message", "unprefix_parsed_message"]
 
 
 class KeyOutside(Exception):
@@ -138,3 +140,14 @@ def unprefix_message(ns: Namespace, response: Any) -> Any:
             refused=False,
         ) from None
     return out
+
+
+def unprefix_parsed_message(ns: Namespace, message: Any) -> Any:
+    """A message dict as redis-py's ``PubSub`` hands it out (``type``, ``pattern``,
+    ``channel``, ``data``) in logical names, by the same rules as
+    :func:`unprefix_message`; ``None`` and other values pass unchanged."""
+    if not isinstance(message, dict) or "channel" not in message:
+        return message
+    names = ("pattern", "channel") if message.get("pattern") is not None else ("channel",)
+    raw = unprefix_message(ns, [message["type"], *(message[name] for name in names)])
+    return {**message, **dict(zip(names, raw[1:], strict=True))}

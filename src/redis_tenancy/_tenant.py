@@ -31,7 +31,6 @@ from ._errors import (
     NoActiveTenantError,
     NoEventLoopError,
     PopotoException,
-    TenantConfigError,
     UnknownTenantError,
     Unresolved,
 )
@@ -401,12 +400,9 @@ def _tenant_client(
     if isinstance(template, redis.cluster.RedisCluster):
         return NamespacedRedisCluster.wrap(template, namespace)
     if is_cluster(template):
-        raise Unresolved(
-            lambda: TenantConfigError(
-                "a namespaced Cluster tenant has no async client yet: use its sync client "
-                "(POPOTO_REDIS_DB), or give the tenant a non-cluster url"
-            )
-        )
+        from ._nscluster_async import AsyncNamespacedRedisCluster
+
+        return AsyncNamespacedRedisCluster.wrap(template, namespace)
     if isinstance(template, redis.asyncio.Redis):
         return AsyncNamespacedRedis.wrap(template, namespace, connection_pool=pool)
     return NamespacedRedis.wrap(template, namespace, connection_pool=pool)

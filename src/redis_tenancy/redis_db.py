@@ -19,8 +19,8 @@ Configuration read at import (nothing connects until the first command):
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Generator
-from typing import Any, TypeVar
+from collections.abc import Generator
+from typing import Any
 
 import redis
 import redis.asyncio
@@ -32,6 +32,7 @@ from ._context import TenantContext, TenantFactory, fast_paths, reusing
 from ._errors import PopotoException, TenantConfigError, logger
 from ._failover import TenantStatus
 from ._router import Router
+from ._steps import arun_steps, run_steps
 
 __all__ = [
     "BEGINNING_OF_TIME",
@@ -183,7 +184,7 @@ def check_connection() -> bool:
         client = get_REDIS_DB()
     except _UNREACHABLE as exc:  # a cluster client connects to learn its nodes
         return _unreachable(exc)
-    return _run_plan(_check_plan(_targets(client)), lambda node: _ping(client, node))
+    return run_steps(_check_plan(_targets(client)), lambda node: _ping(client, node))
 
 
 async def async_check_connection() -> bool:
@@ -193,7 +194,7 @@ async def async_check_connection() -> bool:
         targets = await _async_targets(client)
     except _UNREACHABLE as exc:
         return _unreachable(exc)
-    return await _arun_plan(_check_plan(targets), lambda node: _aping(client, node))
+    return await arun_steps(_check_plan(targets), lambda node: _aping(client, node))
 
 
 def scan_keys(pattern: str, count: int = 1000) -> list[Any]:
@@ -203,14 +204,14 @@ def scan_keys(pattern: str, count: int = 1000) -> list[Any]:
     """
     client = get_REDIS_DB()
     plan = _scan_plan(_targets(client, primaries=True), pattern, count)
-    return _run_plan(plan, lambda step: client.scan(**step[1], **_on(step[0])))
+    return run_steps(plan, lambda step: client.scan(**step[1], **_on(step[0])))
 
 
 async def async_scan_keys(pattern: str, count: int = 1000) -> list[Any]:
     """Async version of :func:`scan_keys`."""
     client = await get_async_redis_db()
     plan = _scan_plan(await _async_targets(client, primaries=True), pattern, count)
-    return await _arun_plan(plan, lambda step: client.scan(**step[1], **_on(step[0])))
+    return await arun_steps(plan, lambda step: client.scan(**step[1], **_on(step[0])))
 
 
 def print_redis_info() -> None:
@@ -219,7 +220,7 @@ def print_redis_info() -> None:
     For a Cluster tenant: one INFO per node, each logged with its node's name.
     """
     client = get_REDIS_DB()
-    _run_plan(_info_plan(_targets(client)), lambda node: client.info(**_on(node)))
+    run_steps(_info_plan(_targets(client)), lambda node: client.info(**_on(node)))
 
 
 # -- the helpers' decisions, once; the drivers above only do the I/O ------------------
@@ -228,30 +229,8 @@ def print_redis_info() -> None:
 # a standalone client) and is sent the answer, as httpx's auth flows are: the sync
 # and async helpers differ only in whether they await the call.
 
-Q = TypeVar("Q")
-A = TypeVar("A")
-R = TypeVar("R")
-
 #: What getting a client or its nodes raises when no server can be reached.
 _UNREACHABLE = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
-
-
-def _run_plan(plan: Generator[Q, A, R], call: Callable[[Q], A]) -> R:
-    try:
-        request = next(plan)
-        while True:
-            request = plan.send(call(request))
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-
-
-async def _arun_plan(plan: Generator[Q, A, R], call: Callable[[Q], Awaitable[A]]) -> R:
-    try:
-        request = next(plan)
-        while True:
-            request = plan.send(await call(request))
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
 
 
 def _targets(client: Any, primaries: bool = False) -> list[Any]:
