@@ -201,6 +201,9 @@ def test_one_instance_reentered_three_deep_and_exit_without_enter(three: Servers
 @pytest.mark.parametrize("factory", ["tenant", "Router.tenant"])
 def test_tenant_reuses_only_free_objects(three: Servers, factory: str) -> None:
     make = tenant if factory == "tenant" else default_router.tenant
+    for name in ("acme", "globex"):  # live: the factory remembers only names it served
+        with make(name):
+            pass
     first = make("acme")
     assert make("acme") is first  # free: handed out again
     assert make("globex") is not first
@@ -233,14 +236,26 @@ def test_tenant_never_hands_out_an_object_that_turned_shared(three: Servers) -> 
     assert tenant("acme") is not block
 
 
-def test_tenant_reuse_cache_is_bounded(three: Servers) -> None:
-    """Names are often request input: unknown ones must not grow the cache forever."""
+def test_tenant_reuse_remembers_only_known_names(three: Servers) -> None:
+    """Names are often request input: unknown ones (of any length) are never kept."""
+    unknown = "nobody-" + "x" * 10_000
+    block = tenant(unknown)
+    assert tenant(unknown) is not block
+    with pytest.raises(UnknownTenantError):
+        block.__enter__()
+    assert default_router.tenant(unknown) is not default_router.tenant(unknown)
+
+
+def test_tenant_reuse_cache_is_bounded(three: Servers, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_context, "REUSE_LIMIT", 2)
+    for name in ("acme", "globex", "initech"):
+        with tenant(name):
+            pass
     first = tenant("acme")
-    for i in range(_context.REUSE_LIMIT):
-        block = tenant(f"nobody-{i}")
-        with pytest.raises(UnknownTenantError):
-            block.__enter__()
-    assert tenant("acme") is not first  # the cache started over on the way
+    assert tenant("acme") is first
+    tenant("globex")  # the cache is full now
+    tenant("initech")  # so it starts over
+    assert tenant("acme") is not first
     assert tenant("acme") is tenant("acme")
 
 

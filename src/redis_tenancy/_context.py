@@ -361,12 +361,11 @@ class TenantFactory(Protocol):
     def __call__(self, name: str | None = None) -> TenantContext: ...
 
 
-#: How many free objects :func:`reusing` keeps before it starts over (names are often
-#: request input: an attacker must not grow the cache without bound).
-REUSE_LIMIT = 4096
+#: How many names :func:`reusing` remembers a free object for before it starts over.
+REUSE_LIMIT = 16384
 
 
-def reusing(make: Callable[[str | None], TenantContext]) -> TenantFactory:
+def reusing(make: Callable[[str | None], TenantContext], router: Activator) -> TenantFactory:
     """``make`` wrapped so that ``with tenant("acme"):`` re-uses a free object.
 
     Constructing a slotted object runs a Python ``__init__``, which is about 40% of a
@@ -378,8 +377,10 @@ def reusing(make: Callable[[str | None], TenantContext]) -> TenantFactory:
     second entry then finds the slot taken and uses its own context's stack, which is
     the shared-object path (correct, only slower), and the factory never hands that
     object out again. Unhashable names get a new object, which reports the bad name
-    when it is entered. The cache holds at most :data:`REUSE_LIMIT` names. Without
-    atomic slots (a free-threaded build) every call makes a new object.
+    when it is entered. Only names ``router`` serves already (live tenants and their
+    aliases, ``router.lookup``) are remembered, at most :data:`REUSE_LIMIT` of them:
+    names are often request input, and unknown ones (of any length) must not be kept. Without atomic slots (a
+    free-threaded build) every call makes a new object.
     """
     if not ATOMIC_SLOTS:
         return make  # type: ignore[return-value]
@@ -392,9 +393,11 @@ def reusing(make: Callable[[str | None], TenantContext]) -> TenantFactory:
             return make(name)
         if obj is not None and obj._token is None:
             return obj
-        if len(free) >= REUSE_LIMIT:
-            free.clear()
-        obj = free[name] = make(name)
+        obj = make(name)
+        if name in router.lookup:
+            if len(free) >= REUSE_LIMIT:
+                free.clear()
+            free[name] = obj
         return obj
 
     tenant.__doc__ = make.__doc__

@@ -138,7 +138,7 @@ class Router:
         self.var: ContextVar[Tenant | StrictSlot] = ContextVar(
             f"redis_tenancy.active_tenant.{id(self):x}", default=fallback
         )
-        self._tenant_factory = reusing(_tenant_class(self))
+        self._tenant_factory = reusing(_tenant_class(self), self)
         #: ``redis.Redis``-typed proxy to the active tenant's client.
         self.redis: redis.Redis = make_sync_proxy(self)
         #: ``redis.asyncio.Redis``-typed proxy for the running event loop.

@@ -370,7 +370,7 @@ class _DefaultTenant(TenantContext):
 
 #: ``tenant(name)`` hands out a free object of the same name again (see
 #: :func:`~redis_tenancy._context.reusing`); the objects are ``TenantContext``s.
-tenant: TenantFactory = reusing(_DefaultTenant)
+tenant: TenantFactory = reusing(_DefaultTenant, default_router)
 
 
 def current_tenant() -> str:
