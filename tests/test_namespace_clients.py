@@ -153,6 +153,31 @@ def test_client_bytes_and_str_keys_in_every_protocol(
     )
 
 
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_client_one_key_commands_keep_the_options_that_shape_their_reply(
+    tenants: Tenants, protocol: int
+) -> None:
+    """redis-py passes reply options (withscores, score_cast_func, never-decode...) next
+    to ``keys=``; the inlined one-key path must forward all of them."""
+    acme = tenants.make(protocol=protocol, decode=True)
+    acme.zadd("z", {"a": 1, "b": 2})
+    pairs = acme.zrange("z", 0, -1, withscores=True)
+    assert [tuple(p) for p in pairs] == [("a", 1.0), ("b", 2.0)]
+    assert acme.zrange("z", 0, 0, withscores=True, score_cast_func=int) in (
+        [("a", 1)],
+        [["a", 1]],
+    )
+    assert acme.zrevrange("z", 0, 0, withscores=True) in ([("b", 2.0)], [["b", 2.0]])
+    assert acme.zscore("z", "b") == 2.0
+    acme.set("blob", "v")
+    dumped = acme.dump("blob")  # bytes although the client decodes replies
+    assert isinstance(dumped, bytes)
+    acme.delete("blob")
+    acme.restore("blob", 0, dumped)
+    assert acme.get("blob") == "v"
+    assert tenants.ns.admin.get(PREFIX + "blob") == b"v"
+
+
 def test_client_keys_dbsize_flushdb_cover_the_namespace_only(tenants: Tenants) -> None:
     admin = tenants.ns.admin
     # A prefix with glob characters, and a foreign key an unescaped pattern would match.

@@ -379,8 +379,8 @@ def reusing(make: Callable[[str | None], TenantContext], router: Activator) -> T
     object out again. Unhashable names get a new object, which reports the bad name
     when it is entered. Only names ``router`` serves already (live tenants and their
     aliases, ``router.lookup``) are remembered, at most :data:`REUSE_LIMIT` of them:
-    names are often request input, and unknown ones (of any length) must not be kept. Without atomic slots (a
-    free-threaded build) every call makes a new object.
+    names are often request input, and unknown ones (of any length) must not be kept.
+    Without atomic slots (a free-threaded build) every call makes a new object.
     """
     if not ATOMIC_SLOTS:
         return make  # type: ignore[return-value]

@@ -94,11 +94,15 @@ class NamespacedRedis(NamespacedClientParts, redis.Redis):
         ``redis.Redis.execute_command`` only delegates to: that skips one Python call
         level, most of the namespace's cost on such commands. It is the one private
         redis-py name this package uses; a test pins that ``redis.Redis.execute_command``
-        still does nothing but delegate to it. Calls that forward no options are made
-        without ``**`` (a plain vectorcall; ``**{}`` costs as much as the rewriting),
-        and the signature has no keyword-only defaults, which slow every ``**`` call.
+        still does nothing but delegate to it.
+
+        The calls avoid ``f(a, b, **options)``, which builds a tuple and merges a dict
+        and costs as much as the rewriting: no options go as a plain call, and redis-py's
+        ``keys=[name]`` (read only by client-side caching, which a namespaced client
+        refuses) goes as one keyword, naming the key the server sees.
         """
-        if args and args[0] in FAST_ONE_KEY and len(args) > 1:
+        n = len(args)
+        if n > 1 and args[0] in FAST_ONE_KEY:
             key = args[1]
             cls = key.__class__
             if cls is str:
@@ -107,14 +111,15 @@ class NamespacedRedis(NamespacedClientParts, redis.Redis):
                 key = self._ns_bytes + key
             else:
                 key = self.namespace.key(key)
-            n = len(args)
-            if not options:  # SET, INCR...: a call without ** is a plain vectorcall
+            if not options:  # SET, INCR...
                 if n == 3:
                     return self._execute_command(args[0], key, args[2])  # type: ignore[no-untyped-call]
                 if n == 2:
                     return self._execute_command(args[0], key)  # type: ignore[no-untyped-call]
-            elif n == 2:  # GET (keys=[...]), TTL...: no slice to build
-                return self._execute_command(args[0], key, **options)  # type: ignore[no-untyped-call]
+            elif len(options) == 1 and "keys" in options:  # GET, HGET, TTL...
+                if n == 2:
+                    return self._execute_command(args[0], key, keys=[key])  # type: ignore[no-untyped-call]
+                return self._execute_command(args[0], key, *args[2:], keys=[key])  # type: ignore[no-untyped-call]
             return self._execute_command(args[0], key, *args[2:], **options)  # type: ignore[no-untyped-call]
         fast = self.namespace.fast(args) if args else None
         if fast is not None:

@@ -85,10 +85,11 @@ class AsyncNamespacedRedis(NamespacedClientParts, redis.asyncio.Redis):  # type:
 
         Not a coroutine function: returning the base class's coroutine saves one
         coroutine per command on the hot path; callers await the result either way.
-        One-key commands are rewritten inline, and forwarded without ``**`` when
-        there are no options (see the sync twin).
+        One-key commands are rewritten inline and forwarded without ``**`` where
+        possible (see the sync twin).
         """
-        if args and args[0] in FAST_ONE_KEY and len(args) > 1:
+        n = len(args)
+        if n > 1 and args[0] in FAST_ONE_KEY:
             key = args[1]
             cls = key.__class__
             if cls is str:
@@ -97,8 +98,14 @@ class AsyncNamespacedRedis(NamespacedClientParts, redis.asyncio.Redis):  # type:
                 key = self._ns_bytes + key
             else:
                 key = self.namespace.key(key)
-            if not options:
+            if not options:  # SET, INCR...
+                if n == 3:
+                    return _execute(self, args[0], key, args[2])  # type: ignore[no-any-return]
                 return _execute(self, args[0], key, *args[2:])  # type: ignore[no-any-return]
+            if len(options) == 1 and "keys" in options:  # GET, HGET, TTL...
+                if n == 2:
+                    return _execute(self, args[0], key, keys=[key])  # type: ignore[no-any-return]
+                return _execute(self, args[0], key, *args[2:], keys=[key])  # type: ignore[no-any-return]
             return _execute(self, args[0], key, *args[2:], **options)  # type: ignore[no-any-return]
         fast = self.namespace.fast(args) if args else None
         if fast is not None:
