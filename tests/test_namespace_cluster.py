@@ -330,12 +330,18 @@ def test_cluster_closing_the_shared_client_closes_what_its_views_opened(
 
 
 def _slot_table_reads(cluster: Cluster) -> int:
-    """How many CLUSTER SLOTS the nodes have answered: one per client initialization."""
+    """How many CLUSTER SLOTS the nodes have answered: one per client initialization.
+
+    Redis 6.2 counts every CLUSTER subcommand under one name; the clients here send no
+    other CLUSTER subcommand, so there that total is the same count.
+    """
     total = 0
     for node in cluster.nodes:
         with direct(node) as client:
             stats = client.info("commandstats")
-        total += int(stats.get("cmdstat_cluster|slots", {}).get("calls", 0))
+        split = any(key.startswith("cmdstat_cluster|") for key in stats)  # Redis 7+
+        name = "cmdstat_cluster|slots" if split else "cmdstat_cluster"
+        total += int(stats.get(name, {}).get("calls", 0))
     return total
 
 
@@ -376,7 +382,9 @@ def test_cluster_pubsub_connects_to_the_node_of_the_tenants_slot(tenants: Tenant
 def test_cluster_sharded_pubsub(tenants: Tenants) -> None:
     acme = tenants.make()
     if not tenants.redis_7():
-        with pytest.raises(redis.ResponseError, match=r"(?i)unknown command"):
+        # the server says so, or redis-py's cluster client before sending (it asks the
+        # server's COMMAND table where the key is)
+        with pytest.raises(redis.RedisError, match=r"(?i)unknown command|doesn't exist"):
             acme.spublish("s", "x")
         return
     received: list[Any] = []
