@@ -37,6 +37,7 @@ from ._nsdriver import (
     send_args,
 )
 from ._nsreplies import unprefix_message
+from ._steps import run_steps
 
 __all__ = ["NamespacedPipeline", "NamespacedPubSub", "NamespacedRedis", "command_info", "plan_for"]
 
@@ -46,12 +47,7 @@ _execute: Callable[..., Any] = redis.Redis.execute_command
 
 def plan_for(namespace: Namespace, pool: Any, args: tuple[Any, ...]) -> Plan:
     """Plan ``args`` (see :func:`planning`), running its lookup if it needs one."""
-    steps = planning(namespace, pool, args)
-    try:
-        steps.send(command_info(pool, next(steps)))
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    raise AssertionError("planning looks one command up at most")
+    return run_steps(planning(namespace, pool, args), lambda name: command_info(pool, name))
 
 
 def command_info(pool: Any, name: str) -> Any:
@@ -138,13 +134,10 @@ class NamespacedRedis(NamespacedClientParts, redis.Redis):
         return _execute(self, *plan.args, **options)
 
     def _emulate(self, plan: Emulate, options: dict[str, Any]) -> Any:
-        steps = plan.steps
         try:
-            command = next(steps)
-            while True:
-                command = steps.send(_execute(self, *command, **{FIX_OPTION: RAW}))
-        except StopIteration as done:
-            result = done.value
+            result = run_steps(
+                plan.steps, lambda command: _execute(self, *command, **{FIX_OPTION: RAW})
+            )
         except KeyOutside:
             raise emulation_error(plan) from None
         return emulation_result(self.response_callbacks, plan, result, options)

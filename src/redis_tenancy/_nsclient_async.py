@@ -32,6 +32,7 @@ from ._nsdriver import (
     send_args,
 )
 from ._nsreplies import unprefix_message
+from ._steps import arun_steps
 
 __all__ = [
     "AsyncNamespacedPipeline",
@@ -46,12 +47,7 @@ _LOOKUP_OPTION = "_redis_tenancy_namespace_lookup"
 
 async def _plan(namespace: Namespace, pool: Any, args: tuple[Any, ...]) -> Plan:
     """Plan ``args`` (see :func:`planning`), running its lookup if it needs one."""
-    steps = planning(namespace, pool, args)
-    try:
-        steps.send(await command_info(pool, next(steps)))
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    raise AssertionError("planning looks one command up at most")
+    return await arun_steps(planning(namespace, pool, args), lambda name: command_info(pool, name))
 
 
 async def command_info(pool: Any, name: str) -> Any:
@@ -124,13 +120,10 @@ class AsyncNamespacedRedis(NamespacedClientParts, redis.asyncio.Redis):  # type:
         return await _execute(self, *plan.args, **options)
 
     async def _emulate(self, plan: Emulate, options: dict[str, Any]) -> Any:
-        steps = plan.steps
         try:
-            command = next(steps)
-            while True:
-                command = steps.send(await _execute(self, *command, **{FIX_OPTION: RAW}))
-        except StopIteration as done:
-            result = done.value
+            result = await arun_steps(
+                plan.steps, lambda command: _execute(self, *command, **{FIX_OPTION: RAW})
+            )
         except KeyOutside:
             raise emulation_error(plan) from None
         return emulation_result(self.response_callbacks, plan, result, options)
